@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install slirpy and what it needs on a fresh Debian machine (run as root).
+#   scripts/install.sh          the daemon and the demo's tools
+#   scripts/install.sh --test   the same, plus everything the test suite uses
+# The virtual environment lives in /opt/slirpy-venv, made from the system
+# interpreter so that every uid can run it (rootless runtimes run slirpy as a user).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+venv=${SLIRPY_VENV:-/opt/slirpy-venv}
+with_tests=0
+[ "${1:-}" = "--test" ] && with_tests=1
+
+debs=(python3 python3-venv iproute2 util-linux curl)
+if [ "$with_tests" = 1 ]; then
+  debs+=(iperf3 socat ncat busybox slirp4netns passt tcpdump jq iputils-ping procps)
+fi
+missing=()
+for p in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+[ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv"
+"$venv/bin/python" -m pip install -q --upgrade pip
+if [ "$with_tests" = 1 ]; then
+  "$venv/bin/python" -m pip install -q "$here[test]"
+else
+  "$venv/bin/python" -m pip install -q "$here"
+fi
+chmod -R a+rX "$venv"
+ln -sf "$venv/bin/slirpy" /usr/local/bin/slirpy
+echo "slirpy installed in $venv (and /usr/local/bin/slirpy)"

@@ -1,0 +1,41 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The daemon's settings: where the network namespace is, which TAP, which fds.
+
+``DaemonConfig`` is what the command line turns into; it embeds the
+``StackConfig`` that the sans-IO stack runs with.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from slirpy.stack.config import StackConfig
+
+
+class NetnsType(enum.Enum):
+    """How the first positional argument names the network namespace."""
+
+    PID = "pid"
+    """A process id: ``/proc/PID/ns/net`` (and ``/proc/PID/ns/user``)."""
+    PATH = "path"
+    """A path to a network namespace file, e.g. ``/run/user/1000/netns/X``."""
+    TAPFD = "tapfd"
+    """An inherited, already open ``/dev/net/tun`` file descriptor."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DaemonConfig:
+    """Everything the daemon needs to start; built by ``slirpy.cli``."""
+
+    netns_type: NetnsType
+    target: str
+    """The PID, the namespace path, or the TAP fd number, as given."""
+    tap_name: str | None
+    userns_path: str | None = None
+    configure: bool = False
+    ready_fd: int | None = None
+    exit_fd: int | None = None
+    api_socket: str | None = None
+    debug: bool = False
+    stack: StackConfig = field(default_factory=StackConfig)
