@@ -1,0 +1,161 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The flow table: every TCP connection and UDP flow the stack knows, by key and id.
+
+Theory of operation
+===================
+
+A flow is named twice: by its *key*, the addresses and ports as they appear
+in the guest's packets, used to find the flow a frame belongs to; and by its
+*id*, a small integer the driver uses for the host socket that backs it. Ids
+are handed out in increasing order and never reused while the stack lives,
+so a late callback about a forgotten flow can never hit a new one.
+
+Lifecycle of a TCP flow: created by a guest SYN (``SYN-RECEIVED``, counted as
+*half-open* until the driver accepts or rejects it), then synchronised, then
+closing; it leaves the table when its connection reports ``finished``.
+Lifecycle of a UDP flow (one per guest address and port, as libslirp keeps
+one host socket per guest socket): created by the first datagram, refreshed
+by every datagram either way, removed when idle past its timeout or evicted
+(oldest activity first) when the table is full.
+
+Timers: the table keeps one heap of ``(deadline, flow id)``. Entries are never
+removed early; a popped entry whose flow is gone or whose deadline moved is
+skipped or pushed again with the real deadline, so re-arming a timer on every
+ACK costs nothing unless it moves earlier.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from slirpy.stack.tcp.connection import TCPConnection
+
+TCPKey = tuple[bytes, int, bytes, int]
+"""(guest address, guest port, remote address as the guest sees it, remote port)."""
+UDPKey = tuple[bytes, int]
+"""(guest address, guest port)."""
+
+_MAX_UDP_PEERS = 64
+
+
+@dataclass(slots=True, eq=False)
+class UDPFlow:
+    """One guest UDP socket and the host-side peers it has talked to."""
+
+    flow: int
+    guest_ip: bytes
+    guest_port: int
+    guest_mac: bytes
+    last_active: float
+    timeout: float
+    peers: OrderedDict[tuple[bytes, int], bytes] = field(default_factory=OrderedDict)
+    """Host-side (address, port) → the guest-side address it stands for."""
+
+    def remember_peer(self, host: tuple[bytes, int], guest_side: bytes) -> None:
+        peers = self.peers
+        if host in peers:
+            peers.move_to_end(host)
+        else:
+            peers[host] = guest_side
+            if len(peers) > _MAX_UDP_PEERS:
+                peers.popitem(last=False)
+
+    @property
+    def expires_at(self) -> float:
+        return self.last_active + self.timeout
+
+
+class FlowTable:
+    """TCP and UDP flows by key and by id, the half-open set and the timer heap."""
+
+    __slots__ = (
+        "_heap",
+        "_ids",
+        "_scheduled",
+        "half_open",
+        "tcp_by_id",
+        "tcp_by_key",
+        "udp_by_id",
+        "udp_by_key",
+    )
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self.tcp_by_key: dict[TCPKey, TCPConnection] = {}
+        self.tcp_by_id: dict[int, TCPConnection] = {}
+        self.udp_by_key: OrderedDict[UDPKey, UDPFlow] = OrderedDict()
+        self.udp_by_id: dict[int, UDPFlow] = {}
+        self.half_open: set[int] = set()
+        self._heap: list[tuple[float, int]] = []
+        self._scheduled: dict[int, float] = {}
+
+    def new_id(self) -> int:
+        return next(self._ids)
+
+    # ------------------------------------------------------------------- TCP
+
+    def add_tcp(self, key: TCPKey, conn: TCPConnection) -> None:
+        self.tcp_by_key[key] = conn
+        self.tcp_by_id[conn.flow] = conn
+        self.half_open.add(conn.flow)
+
+    def remove_tcp(self, conn: TCPConnection) -> None:
+        key = (conn.guest_ip, conn.guest_port, conn.remote_ip, conn.remote_port)
+        if self.tcp_by_key.get(key) is conn:
+            del self.tcp_by_key[key]
+        self.tcp_by_id.pop(conn.flow, None)
+        self.half_open.discard(conn.flow)
+        self._scheduled.pop(conn.flow, None)
+
+    # ------------------------------------------------------------------- UDP
+
+    def add_udp(self, key: UDPKey, flow: UDPFlow) -> None:
+        self.udp_by_key[key] = flow
+        self.udp_by_id[flow.flow] = flow
+        self.schedule(flow.flow, flow.expires_at)
+
+    def touch_udp(self, key: UDPKey, flow: UDPFlow, now: float) -> None:
+        flow.last_active = now
+        self.udp_by_key.move_to_end(key)
+
+    def oldest_udp(self) -> UDPFlow | None:
+        for flow in self.udp_by_key.values():
+            return flow
+        return None
+
+    def remove_udp(self, flow: UDPFlow) -> None:
+        key = (flow.guest_ip, flow.guest_port)
+        if self.udp_by_key.get(key) is flow:
+            del self.udp_by_key[key]
+        self.udp_by_id.pop(flow.flow, None)
+        self._scheduled.pop(flow.flow, None)
+
+    # ----------------------------------------------------------------- timers
+
+    def schedule(self, flow: int, at: float) -> None:
+        """Make sure the heap wakes up for ``flow`` no later than ``at``."""
+        current = self._scheduled.get(flow)
+        if current is not None and current <= at:
+            return
+        self._scheduled[flow] = at
+        heapq.heappush(self._heap, (at, flow))
+
+    def next_deadline(self) -> float | None:
+        heap = self._heap
+        while heap and self._scheduled.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def pop_due(self, now: float) -> list[int]:
+        """Flow ids whose scheduled wake-up is at or before ``now``."""
+        due: list[int] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            at, flow = heapq.heappop(heap)
+            if self._scheduled.get(flow) == at:
+                del self._scheduled[flow]
+                due.append(flow)
+        return due

@@ -1,0 +1,85 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Address translation between the guest's view and the host's (pure rules).
+
+Outbound (guest → host), as libslirp's ``sotranslate_out``: the gateway
+(network+2) and the limited broadcast stand for the host's ``127.0.0.1``
+unless host loopback is disabled; the DNS address (network+3) on port 53 is
+the first nameserver of the host's ``resolv.conf``, and any other port on it
+is unreachable (unless DNS is disabled, when it is an ordinary address). Other
+addresses in the virtual network do not exist, and loopback, "this network"
+and multicast destinations never leave the stack. Everything else is itself.
+
+Inbound (host → guest) the replies of a UDP flow come back from the guest-side
+address the guest sent to; ``reverse`` covers what no flow remembers.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+from slirpy.stack.config import StackConfig
+
+LOOPBACK: Final = bytes((127, 0, 0, 1))
+LIMITED_BROADCAST: Final = b"\xff\xff\xff\xff"
+DNS_PORT: Final = 53
+
+
+class Verdict(enum.Enum):
+    UNREACHABLE = "unreachable"
+    """Answer with ICMP destination unreachable (net)."""
+    DROP = "drop"
+    """Drop silently."""
+
+
+class NAT:
+    """The translation rules of one stack."""
+
+    __slots__ = (
+        "_broadcast",
+        "_disable_dns",
+        "_disable_loopback",
+        "_net_mask",
+        "_net_prefix",
+        "dns",
+        "dns_upstream",
+        "gateway",
+    )
+
+    def __init__(self, config: StackConfig) -> None:
+        self.gateway = config.gateway.packed
+        self.dns = config.dns.packed
+        self._broadcast = config.network.broadcast_address.packed
+        self._net_prefix = int.from_bytes(config.network.network_address.packed)
+        self._net_mask = int.from_bytes(config.network.netmask.packed)
+        self._disable_loopback = config.disable_host_loopback
+        self._disable_dns = config.disable_dns
+        self.dns_upstream: bytes | None = None
+        """The host-side resolver (packed IPv4), or None when none is known."""
+
+    def outbound(self, dst: bytes, port: int) -> tuple[bytes, int] | Verdict:
+        """The host-side destination for a guest packet to ``dst:port``."""
+        if dst == self.gateway or dst == LIMITED_BROADCAST:
+            if self._disable_loopback:
+                return Verdict.UNREACHABLE
+            return LOOPBACK, port
+        if dst == self.dns:
+            if self._disable_dns:
+                return dst, port
+            if port != DNS_PORT or self.dns_upstream is None:
+                return Verdict.UNREACHABLE
+            return self.dns_upstream, port
+        first = dst[0]
+        if first == 127 or first == 0 or first >= 224 or dst == self._broadcast:
+            return Verdict.DROP
+        if int.from_bytes(dst) & self._net_mask == self._net_prefix:
+            return Verdict.UNREACHABLE
+        return dst, port
+
+    def reverse(self, src: bytes, port: int) -> bytes:
+        """The guest-side source for a host packet from ``src:port``."""
+        if self.dns_upstream is not None and src == self.dns_upstream and port == 53:
+            return self.dns
+        if src[0] == 127:
+            return self.gateway
+        return src

@@ -1,0 +1,511 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The sans-IO stack: guest frames in, guest frames, events and one deadline out.
+
+Theory of operation
+===================
+
+``Stack`` plays every address of the virtual network except the guest's: the
+gateway (network+2), which stands for the host, the DNS address (network+3),
+and, through address translation, every other host on the Internet. It never
+does I/O and never reads a clock. Its driver
+
+1. feeds each frame read from the TAP to ``receive_frame(frame, now)``;
+2. writes ``frames_to_send()`` to the TAP;
+3. acts on ``pop_events()`` (connect a host socket, write data to it, ...)
+   and answers through the commands (``accept``, ``reject``, ``tcp_send``,
+   ``tcp_shutdown``, ``tcp_abort``, ``set_receive_paused``, ``udp_send``,
+   ``close_flow``);
+4. calls ``handle_timer(now)`` at ``next_timer()``.
+
+Dispatch: Ethernet → ARP (answered for the gateway and DNS addresses, with
+libslirp's ``52:55:`` MACs) or IPv4 (fragments dropped, as passt does: a
+guest with a sane MTU never needs them, and reassembly is where libslirp's
+worst CVEs lived) → ICMP (echo answered for the stack's own addresses),
+UDP (one flow per guest socket) or TCP (``TCPConnection`` per connection).
+Every frame is parsed by ``slirpy.stack.wire``; a ``WireError`` is counted in
+``stats`` and the frame dropped, so nothing the guest sends can raise out of
+``receive_frame``. Checksums of the guest's frames are not verified: they come
+from the local kernel over the TAP, which computes them or, with offloads,
+leaves them to us.
+
+Every resource the guest can create is bounded by ``StackConfig.limits``:
+TCP connections, half-open handshakes, UDP flows (oldest evicted), the
+neighbour table and the per-connection buffers.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict
+from typing import Final, Protocol
+
+from slirpy.stack.config import StackConfig
+from slirpy.stack.errors import TruncatedError, WireError
+from slirpy.stack.events import (
+    Event,
+    FlowClosed,
+    TCPConnectRequest,
+    UDPDatagram,
+)
+from slirpy.stack.flows import FlowTable, UDPFlow
+from slirpy.stack.framing import VNET_HDR_LEN, Framer, icmp_unreachable
+from slirpy.stack.nat import NAT, Verdict
+from slirpy.stack.stats import Stats
+from slirpy.stack.tcp.connection import TCPConnection
+from slirpy.stack.tcp.state import TCPState
+from slirpy.stack.wire import arp, ethernet, icmpv4, ipv4, tcp, udp
+from slirpy.stack.wire.icmpv4 import ICMPType, UnreachableCode
+from slirpy.stack.wire.tcp import ACK, FIN, RST, SYN
+
+_DHCP_PORTS: Final = (67, 68)
+_ICMP_QUOTE_EXTRA: Final = 8
+
+
+class RandomSource(Protocol):
+    """Where initial sequence numbers come from (``random.Random`` fits)."""
+
+    def getrandbits(self, k: int, /) -> int: ...
+
+
+class RejectReason(enum.Enum):
+    """Why the host side of a new TCP connection could not be opened."""
+
+    REFUSED = "refused"
+    """Answer the guest's SYN with an RST (``ECONNREFUSED`` in the guest)."""
+    NET_UNREACHABLE = "net-unreachable"
+    """ICMP destination unreachable, code net (``ENETUNREACH``)."""
+    HOST_UNREACHABLE = "host-unreachable"
+    """ICMP destination unreachable, code host (``EHOSTUNREACH``)."""
+
+
+class Stack:
+    """The virtual network seen from the guest; see the module docstring."""
+
+    def __init__(self, config: StackConfig, rng: RandomSource) -> None:
+        self.config = config
+        self.stats = Stats()
+        self.nat = NAT(config)
+        self.flows = FlowTable()
+        self._rng = rng
+        self._framer = Framer(config.gateway_mac, vnet_hdr=config.vnet_hdr)
+        self._vnet = config.vnet_hdr
+        self._out: list[bytes] = []
+        self._events: list[Event] = []
+        self._dirty: dict[int, TCPConnection] = {}
+        self._neighbours: OrderedDict[bytes, bytes] = OrderedDict()
+        self._gateway = config.gateway.packed
+        self._dns = config.dns.packed
+        self._our_macs = (config.gateway_mac, config.dns_mac, ethernet.BROADCAST)
+        self._arp_answers = {self._gateway: config.gateway_mac}
+        if not config.disable_dns:
+            self._arp_answers[self._dns] = config.dns_mac
+
+    # ================================================================ driver API
+
+    def receive_frame(self, frame: bytes | memoryview, now: float) -> None:
+        """Process one frame from the TAP (with its virtio-net header if enabled)."""
+        self.stats.rx_frames += 1
+        buf = memoryview(frame)
+        if self._vnet:
+            buf = buf[VNET_HDR_LEN:]
+        try:
+            self._receive_ethernet(buf, now)
+        except TruncatedError:
+            self.stats.rx_truncated += 1
+        except WireError:
+            self.stats.rx_malformed += 1
+
+    def frames_to_send(self) -> list[bytes]:
+        """Frames for the TAP, in order; the list is handed over."""
+        if self._dirty:
+            for conn in self._dirty.values():
+                conn.flush()
+            self._dirty.clear()
+        out = self._out
+        if not out:
+            return []
+        # Connections hold ``self._out.append``: hand over a copy, keep the list.
+        frames = out.copy()
+        out.clear()
+        self.stats.tx_frames += len(frames)
+        return frames
+
+    def pop_events(self) -> list[Event]:
+        """Events raised since the last call, in order."""
+        events = self._events
+        if not events:
+            return []
+        # Connections hold a reference to this list: copy, then clear it.
+        popped = events.copy()
+        events.clear()
+        return popped
+
+    def next_timer(self) -> float | None:
+        """When ``handle_timer`` must be called next, or None."""
+        return self.flows.next_deadline()
+
+    def handle_timer(self, now: float) -> None:
+        flows = self.flows
+        for flow in flows.pop_due(now):
+            conn = flows.tcp_by_id.get(flow)
+            if conn is not None:
+                if conn.timer_at is not None and conn.timer_at <= now:
+                    conn.on_timer(now)
+                self._after_tcp(conn)
+                continue
+            uflow = flows.udp_by_id.get(flow)
+            if uflow is not None:
+                if uflow.expires_at <= now:
+                    flows.remove_udp(uflow)
+                    self._events.append(FlowClosed(uflow.flow))
+                else:
+                    flows.schedule(flow, uflow.expires_at)
+
+    # -------------------------------------------------------------- TCP commands
+
+    def accept(self, flow: int, now: float) -> bool:
+        """The host connect for ``flow`` succeeded: send the SYN-ACK.
+
+        False if the flow is gone (the guest gave up meanwhile)."""
+        conn = self.flows.tcp_by_id.get(flow)
+        if conn is None or conn.state is not TCPState.SYN_RECEIVED or conn.accepted:
+            return False
+        self.flows.half_open.discard(flow)
+        conn.accept(now)
+        self._after_tcp(conn)
+        return True
+
+    def reject(self, flow: int, reason: RejectReason) -> None:
+        """The host connect for ``flow`` failed: tell the guest, forget the flow."""
+        conn = self.flows.tcp_by_id.get(flow)
+        if conn is None or conn.accepted:
+            return
+        if reason is RejectReason.REFUSED:
+            self.stats.tcp_rst_sent += 1
+            conn.reset_syn()
+        else:
+            code = (
+                UnreachableCode.HOST
+                if reason is RejectReason.HOST_UNREACHABLE
+                else UnreachableCode.NET
+            )
+            self._send_unreachable(conn.guest_mac, conn.guest_ip, code, conn.syn_quote)
+            conn.abort_silently()
+        self._after_tcp(conn)
+
+    def tcp_send(
+        self, flow: int, data: bytes | bytearray | memoryview, now: float
+    ) -> bool:
+        """Queue host data for the guest; False: stop reading until ``TCPWritable``."""
+        conn = self.flows.tcp_by_id.get(flow)
+        if conn is None or conn.finished:
+            return True
+        room = conn.send(data, now)
+        self._after_tcp(conn)
+        return room
+
+    def tcp_shutdown(self, flow: int, now: float) -> None:
+        """The host side sent EOF: FIN to the guest after the queued data."""
+        conn = self.flows.tcp_by_id.get(flow)
+        if conn is not None:
+            conn.shutdown(now)
+            self._after_tcp(conn)
+
+    def tcp_abort(self, flow: int) -> None:
+        """The host side was reset: RST to the guest."""
+        conn = self.flows.tcp_by_id.get(flow)
+        if conn is not None:
+            if not conn.finished:
+                self.stats.tcp_rst_sent += 1
+            conn.abort()
+            self._after_tcp(conn)
+
+    def set_receive_paused(self, flow: int, paused: bool, now: float) -> None:
+        """Close (or reopen) the guest's window: the host socket is backed up."""
+        conn = self.flows.tcp_by_id.get(flow)
+        if conn is not None:
+            conn.set_receive_paused(paused, now)
+
+    # -------------------------------------------------------------- UDP commands
+
+    def udp_send(
+        self, flow: int, src: bytes, src_port: int, data: bytes | memoryview, now: float
+    ) -> None:
+        """A datagram from host ``src:src_port`` for the guest socket of ``flow``."""
+        uflow = self.flows.udp_by_id.get(flow)
+        if uflow is None:
+            return
+        if len(data) > self.config.mtu - ipv4.HEADER_LEN - udp.HEADER_LEN:
+            self.stats.udp_oversize_dropped += 1
+            return
+        guest_side = uflow.peers.get((src, src_port))
+        if guest_side is None:
+            guest_side = self.nat.reverse(src, src_port)
+        uflow.last_active = now
+        self._out.append(
+            self._framer.udp(
+                uflow.guest_mac,
+                guest_side,
+                uflow.guest_ip,
+                src_port,
+                uflow.guest_port,
+                data,
+            )
+        )
+
+    def close_flow(self, flow: int) -> None:
+        """Forget a UDP flow whose host socket failed (no event is raised)."""
+        uflow = self.flows.udp_by_id.get(flow)
+        if uflow is not None:
+            self.flows.remove_udp(uflow)
+
+    # ==================================================================== input
+
+    def _receive_ethernet(self, buf: memoryview, now: float) -> None:
+        eth, payload = ethernet.EthernetHeader.parse(buf)
+        ethertype = eth.ethertype
+        if ethertype == ethernet.EtherType.IPV4:
+            if eth.dst not in self._our_macs:
+                self.stats.rx_not_for_us += 1
+                return
+            self._receive_ipv4(eth.src, payload, now)
+        elif ethertype == ethernet.EtherType.ARP:
+            self._receive_arp(payload)
+        elif ethertype == ethernet.EtherType.IPV6:
+            self.stats.rx_ipv6 += 1
+        else:
+            self.stats.rx_unknown_ethertype += 1
+
+    def _learn(self, ip: bytes, mac: bytes) -> None:
+        if ip == b"\x00\x00\x00\x00" or mac[0] & 1:
+            return
+        table = self._neighbours
+        if table.get(ip) != mac:
+            table[ip] = mac
+        table.move_to_end(ip)
+        if len(table) > self.config.limits.max_neighbours:
+            table.popitem(last=False)
+
+    def _receive_arp(self, buf: memoryview) -> None:
+        pkt = arp.ARPPacket.parse(buf)
+        self._learn(pkt.sender_ip, pkt.sender_mac)
+        if pkt.operation != arp.ARPOperation.REQUEST:
+            return
+        mac = self._arp_answers.get(pkt.target_ip)
+        if mac is None:
+            return
+        reply = arp.ARPPacket(
+            operation=arp.ARPOperation.REPLY,
+            sender_mac=mac,
+            sender_ip=pkt.target_ip,
+            target_mac=pkt.sender_mac,
+            target_ip=pkt.sender_ip,
+        )
+        self.stats.arp_replies += 1
+        self._out.append(
+            self._framer.raw(
+                pkt.sender_mac, ethernet.EtherType.ARP, reply.to_bytes(), src_mac=mac
+            )
+        )
+
+    def _receive_ipv4(self, src_mac: bytes, buf: memoryview, now: float) -> None:
+        ip, payload = ipv4.IPv4Header.parse(buf)
+        if ip.is_fragment:
+            self.stats.rx_fragments += 1
+            return
+        self._learn(ip.src, src_mac)
+        proto = ip.protocol
+        if proto == ipv4.IPProtocol.TCP:
+            self._receive_tcp(src_mac, ip, buf, payload, now)
+        elif proto == ipv4.IPProtocol.UDP:
+            self._receive_udp(src_mac, ip, buf, payload, now)
+        elif proto == ipv4.IPProtocol.ICMP:
+            self._receive_icmp(src_mac, ip, payload)
+        else:
+            self.stats.rx_unknown_protocol += 1
+
+    def _quote(self, ip: ipv4.IPv4Header, packet: memoryview) -> bytes:
+        return bytes(packet[: ip.header_len + _ICMP_QUOTE_EXTRA])
+
+    def _send_unreachable(
+        self, mac: bytes, dst: bytes, code: int, quote: bytes | memoryview
+    ) -> None:
+        self.stats.icmp_unreachable_sent += 1
+        self._out.append(
+            self._framer.icmp(mac, self._gateway, dst, icmp_unreachable(code, quote))
+        )
+
+    # --------------------------------------------------------------------- ICMP
+
+    def _receive_icmp(
+        self, src_mac: bytes, ip: ipv4.IPv4Header, payload: memoryview
+    ) -> None:
+        icmp, body = icmpv4.ICMPHeader.parse(payload)
+        if icmp.type != ICMPType.ECHO_REQUEST:
+            return
+        if ip.dst != self._gateway and ip.dst != self._dns:
+            self.stats.icmp_echo_dropped += 1
+            return
+        reply = icmpv4.emit(ICMPType.ECHO_REPLY, 0, icmp.ident, icmp.seq, body)
+        self.stats.icmp_echo_replies += 1
+        self._out.append(self._framer.icmp(src_mac, ip.dst, ip.src, reply, ttl=255))
+
+    # ---------------------------------------------------------------------- UDP
+
+    def _receive_udp(
+        self,
+        src_mac: bytes,
+        ip: ipv4.IPv4Header,
+        packet: memoryview,
+        payload: memoryview,
+        now: float,
+    ) -> None:
+        hdr, data = udp.UDPHeader.parse(payload)
+        if hdr.dst_port in _DHCP_PORTS or hdr.src_port == 0 or hdr.dst_port == 0:
+            self.stats.udp_unsupported_port += 1
+            return
+        verdict = self.nat.outbound(ip.dst, hdr.dst_port)
+        if isinstance(verdict, Verdict):
+            self.stats.rx_policy_drop += 1
+            if verdict is Verdict.UNREACHABLE:
+                self._send_unreachable(
+                    src_mac, ip.src, UnreachableCode.NET, self._quote(ip, packet)
+                )
+            return
+        host_addr, host_port = verdict
+        flows = self.flows
+        key = (ip.src, hdr.src_port)
+        is_dns = ip.dst == self._dns
+        limits = self.config.limits
+        uflow = flows.udp_by_key.get(key)
+        if uflow is None:
+            if len(flows.udp_by_key) >= limits.max_udp_flows:
+                oldest = flows.oldest_udp()
+                if oldest is not None:
+                    flows.remove_udp(oldest)
+                    self.stats.udp_flows_evicted += 1
+                    self._events.append(FlowClosed(oldest.flow))
+            uflow = UDPFlow(
+                flow=flows.new_id(),
+                guest_ip=ip.src,
+                guest_port=hdr.src_port,
+                guest_mac=src_mac,
+                last_active=now,
+                timeout=limits.dns_timeout if is_dns else limits.udp_timeout,
+            )
+            flows.add_udp(key, uflow)
+        else:
+            flows.touch_udp(key, uflow, now)
+            uflow.guest_mac = src_mac
+            if not is_dns:
+                uflow.timeout = limits.udp_timeout
+        uflow.remember_peer((host_addr, host_port), ip.dst)
+        self.stats.udp_datagrams += 1
+        self._events.append(UDPDatagram(uflow.flow, host_addr, host_port, bytes(data)))
+
+    # ---------------------------------------------------------------------- TCP
+
+    def _receive_tcp(
+        self,
+        src_mac: bytes,
+        ip: ipv4.IPv4Header,
+        packet: memoryview,
+        payload: memoryview,
+        now: float,
+    ) -> None:
+        hdr, data = tcp.TCPHeader.parse(payload)
+        self.stats.tcp_segments += 1
+        key = (ip.src, hdr.src_port, ip.dst, hdr.dst_port)
+        flows = self.flows
+        conn = flows.tcp_by_key.get(key)
+        flags = hdr.flags
+        is_syn = flags & (SYN | ACK | RST | FIN) == SYN
+        if conn is not None and is_syn and conn.state is TCPState.TIME_WAIT:
+            conn.abort_silently()
+            self._after_tcp(conn)
+            conn = None
+        if conn is None:
+            if is_syn:
+                self._new_connection(src_mac, ip, hdr, packet, now)
+            elif not flags & RST:
+                self._reset_unknown(src_mac, ip, hdr, len(data))
+            return
+        conn.segment_arrived(hdr, data, now)
+        self._after_tcp(conn)
+
+    def _new_connection(
+        self,
+        src_mac: bytes,
+        ip: ipv4.IPv4Header,
+        hdr: tcp.TCPHeader,
+        packet: memoryview,
+        now: float,
+    ) -> None:
+        if hdr.src_port == 0 or hdr.dst_port == 0:
+            self.stats.rx_malformed += 1
+            return
+        verdict = self.nat.outbound(ip.dst, hdr.dst_port)
+        if isinstance(verdict, Verdict):
+            self.stats.rx_policy_drop += 1
+            if verdict is Verdict.UNREACHABLE:
+                self._send_unreachable(
+                    src_mac, ip.src, UnreachableCode.NET, self._quote(ip, packet)
+                )
+            return
+        flows = self.flows
+        limits = self.config.limits
+        if len(flows.tcp_by_id) >= limits.max_tcp_flows:
+            self.stats.tcp_flow_limit += 1
+            self._reset_unknown(src_mac, ip, hdr, 0)
+            return
+        if len(flows.half_open) >= limits.max_half_open:
+            self.stats.tcp_syn_dropped += 1
+            return
+        conn = TCPConnection(
+            flow=flows.new_id(),
+            guest_mac=src_mac,
+            guest_ip=ip.src,
+            guest_port=hdr.src_port,
+            remote_ip=ip.dst,
+            remote_port=hdr.dst_port,
+            framer=self._framer,
+            limits=limits,
+            mtu=self.config.mtu,
+            iss=self._rng.getrandbits(32),
+            events=self._events,
+            emit=self._out.append,
+            mark_dirty=self._mark_dirty,
+        )
+        conn.syn_received(hdr, self._quote(ip, packet))
+        flows.add_tcp((ip.src, hdr.src_port, ip.dst, hdr.dst_port), conn)
+        host_addr, host_port = verdict
+        self._events.append(
+            TCPConnectRequest(conn.flow, host_addr, host_port, ip.src, hdr.src_port)
+        )
+
+    def _reset_unknown(
+        self, src_mac: bytes, ip: ipv4.IPv4Header, hdr: tcp.TCPHeader, data_len: int
+    ) -> None:
+        """RFC 9293 §3.10.7.1: an RST for a segment of no known connection."""
+        if hdr.flags & ACK:
+            seq, ack, flags = hdr.ack, 0, RST
+        else:
+            seg_len = data_len + (1 if hdr.flags & SYN else 0)
+            seg_len += 1 if hdr.flags & FIN else 0
+            seq, ack, flags = 0, (hdr.seq + seg_len) & 0xFFFFFFFF, RST | ACK
+        rst = tcp.emit(hdr.dst_port, hdr.src_port, seq, ack, flags, 0)
+        self.stats.tcp_rst_sent += 1
+        self._out.append(self._framer.tcp(src_mac, ip.dst, ip.src, rst, b"", 0xFFFF))
+
+    def _mark_dirty(self, conn: TCPConnection) -> None:
+        self._dirty[conn.flow] = conn
+
+    def _after_tcp(self, conn: TCPConnection) -> None:
+        """Bookkeeping after anything touched ``conn``: its timer, its removal."""
+        flows = self.flows
+        if conn.finished:
+            flows.remove_tcp(conn)
+            self._dirty.pop(conn.flow, None)
+            return
+        if conn.timer_at is not None:
+            flows.schedule(conn.flow, conn.timer_at)
