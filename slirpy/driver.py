@@ -1,0 +1,220 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The one asyncio driver of the sans-IO stack: TAP in, events out, one timer.
+
+Each time the TAP is readable the driver drains it (up to a batch of frames,
+until ``EAGAIN``) into ``Stack.receive_frame``; then, and after every host
+socket callback (batched into one ``call_soon`` per loop iteration), it
+*processes*: acts on the stack's events by opening, writing, half-closing or
+closing host sockets, writes the stack's frames to the TAP, and re-arms the
+single ``call_at`` timer at ``Stack.next_timer()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+
+from slirpy.proxy.tcp import HostTCP, connect
+from slirpy.proxy.udp import HostUDP
+from slirpy.stack.events import (
+    Event,
+    FlowClosed,
+    TCPConnectRequest,
+    TCPData,
+    TCPEof,
+    TCPReset,
+    TCPWritable,
+    UDPDatagram,
+)
+from slirpy.stack.stack import Stack
+
+log = logging.getLogger(__name__)
+
+_READ_BATCH = 256
+_READ_SIZE = 65536 + 256
+
+
+class Driver:
+    """Feeds one ``Stack`` from one TAP file descriptor on one event loop."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, stack: Stack, tap_fd: int
+    ) -> None:
+        self.loop = loop
+        self.stack = stack
+        self.tap_fd = tap_fd
+        self.tx_dropped = 0
+        self._tcp: dict[int, HostTCP] = {}
+        self._connecting: dict[int, asyncio.Task[None]] = {}
+        self._udp: dict[int, HostUDP] = {}
+        self._kicked = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._debug = log.isEnabledFor(logging.DEBUG)
+
+    def start(self) -> None:
+        os.set_blocking(self.tap_fd, False)
+        self.loop.add_reader(self.tap_fd, self._tap_readable)
+
+    def stop(self) -> None:
+        """Stop reading the TAP and close every host socket."""
+        self.loop.remove_reader(self.tap_fd)
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in self._connecting.values():
+            task.cancel()
+        for proto in self._tcp.values():
+            proto.abort()
+        for host in self._udp.values():
+            host.close()
+        self._tcp.clear()
+        self._udp.clear()
+        self._connecting.clear()
+
+    # ---------------------------------------------------------------- the TAP
+
+    def _tap_readable(self) -> None:
+        fd = self.tap_fd
+        receive = self.stack.receive_frame
+        now = self.loop.time()
+        for _ in range(_READ_BATCH):
+            try:
+                frame = os.read(fd, _READ_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                log.warning("reading the TAP failed: %s", exc)
+                break
+            if not frame:
+                break
+            receive(frame, now)
+        self.process()
+
+    def _write_frames(self, frames: list[bytes]) -> None:
+        fd = self.tap_fd
+        for frame in frames:
+            try:
+                os.write(fd, frame)
+            except (BlockingIOError, InterruptedError):
+                self.tx_dropped += 1
+            except OSError as exc:
+                self.tx_dropped += 1
+                if self._debug:
+                    log.debug("writing the TAP failed: %s", exc)
+
+    # ------------------------------------------------------------ processing
+
+    def kick(self) -> None:
+        """Process soon: once per loop iteration, however many callbacks asked."""
+        if not self._kicked:
+            self._kicked = True
+            self.loop.call_soon(self._kicked_process)
+
+    def _kicked_process(self) -> None:
+        self._kicked = False
+        self.process()
+
+    def process(self) -> None:
+        stack = self.stack
+        while events := stack.pop_events():
+            for event in events:
+                self._dispatch(event)
+        frames = stack.frames_to_send()
+        if frames:
+            self._write_frames(frames)
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        at = self.stack.next_timer()
+        if at == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = at
+        if at is not None:
+            self._timer = self.loop.call_at(at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.stack.handle_timer(self.loop.time())
+        self.process()
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, TCPData):
+            proto = self._tcp.get(event.flow)
+            if proto is not None:
+                proto.write(event.data)
+        elif isinstance(event, UDPDatagram):
+            self._udp_datagram(event)
+        elif isinstance(event, TCPWritable):
+            proto = self._tcp.get(event.flow)
+            if proto is not None:
+                proto.resume_reading()
+        elif isinstance(event, TCPConnectRequest):
+            self._tcp_connect(event)
+        elif isinstance(event, TCPEof):
+            proto = self._tcp.get(event.flow)
+            if proto is not None:
+                proto.write_eof()
+        elif isinstance(event, TCPReset):
+            proto = self._tcp.pop(event.flow, None)
+            if proto is not None:
+                proto.abort()
+        elif isinstance(event, FlowClosed):
+            self._flow_closed(event.flow)
+
+    # ------------------------------------------------------------------- TCP
+
+    def _tcp_connect(self, event: TCPConnectRequest) -> None:
+        flow = event.flow
+        if self._debug:
+            log.debug(
+                "tcp %s:%d -> %s:%d #%d",
+                socket.inet_ntoa(event.src_addr),
+                event.src_port,
+                socket.inet_ntoa(event.dst_addr),
+                event.dst_port,
+                flow,
+            )
+        task = self.loop.create_task(
+            connect(
+                self.stack,
+                flow,
+                event.dst_addr,
+                event.dst_port,
+                self.loop,
+                self.kick,
+                self._tcp,
+            )
+        )
+        self._connecting[flow] = task
+        task.add_done_callback(lambda _: self._connecting.pop(flow, None))
+
+    def _flow_closed(self, flow: int) -> None:
+        task = self._connecting.pop(flow, None)
+        if task is not None:
+            task.cancel()
+        proto = self._tcp.pop(flow, None)
+        if proto is not None:
+            proto.close()
+        host = self._udp.pop(flow, None)
+        if host is not None:
+            host.close()
+
+    # ------------------------------------------------------------------- UDP
+
+    def _udp_datagram(self, event: UDPDatagram) -> None:
+        host = self._udp.get(event.flow)
+        if host is None:
+            try:
+                host = HostUDP(self.stack, event.flow, self.loop, self.kick)
+            except OSError as exc:
+                log.warning("cannot open a UDP socket: %s", exc)
+                self.stack.close_flow(event.flow)
+                return
+            self._udp[event.flow] = host
+        host.send(event.data, event.dst_addr, event.dst_port)
