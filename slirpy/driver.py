@@ -16,11 +16,13 @@ import logging
 import os
 import socket
 
+from slirpy.proxy.forward import HostForwarder
 from slirpy.proxy.tcp import HostTCP, connect
 from slirpy.proxy.udp import HostUDP
 from slirpy.stack.events import (
     Event,
     FlowClosed,
+    TCPConnected,
     TCPConnectRequest,
     TCPData,
     TCPEof,
@@ -53,6 +55,7 @@ class Driver:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._debug = log.isEnabledFor(logging.DEBUG)
+        self.forwarder = HostForwarder(loop, stack, self.kick, self._tcp)
 
     def start(self) -> None:
         os.set_blocking(self.tap_fd, False)
@@ -69,6 +72,7 @@ class Driver:
             proto.abort()
         for host in self._udp.values():
             host.close()
+        self.forwarder.close()
         self._tcp.clear()
         self._udp.clear()
         self._connecting.clear()
@@ -156,6 +160,10 @@ class Driver:
                 proto.resume_reading()
         elif isinstance(event, TCPConnectRequest):
             self._tcp_connect(event)
+        elif isinstance(event, TCPConnected):
+            proto = self._tcp.get(event.flow)
+            if proto is not None:
+                proto.resume_reading()
         elif isinstance(event, TCPEof):
             proto = self._tcp.get(event.flow)
             if proto is not None:
@@ -204,10 +212,13 @@ class Driver:
         host = self._udp.pop(flow, None)
         if host is not None:
             host.close()
+        self.forwarder.flow_closed(flow)
 
     # ------------------------------------------------------------------- UDP
 
     def _udp_datagram(self, event: UDPDatagram) -> None:
+        if self.forwarder.udp_reply(event.flow, event.data):
+            return
         host = self._udp.get(event.flow)
         if host is None:
             try:

@@ -25,9 +25,11 @@ on either side resets the other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import socket
+import struct
 from collections.abc import Callable
 from typing import cast
 
@@ -36,6 +38,7 @@ from slirpy.stack.stack import RejectReason, Stack
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 30.0
+_LINGER_RST = struct.pack("ii", 1, 0)
 
 
 class HostTCP(asyncio.Protocol):
@@ -103,8 +106,14 @@ class HostTCP(asyncio.Protocol):
             t.resume_reading()
 
     def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
+        """Close with an RST, so the peer sees a reset rather than an EOF."""
+        t = self.transport
+        if t is not None:
+            sock = t.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+            t.abort()
 
     def close(self) -> None:
         if self.transport is not None:

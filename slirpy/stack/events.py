@@ -26,6 +26,14 @@ class TCPConnectRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class TCPConnected:
+    """The guest accepted a connection slirpy opened (a port forward): start
+    relaying the host client's bytes."""
+
+    flow: int
+
+
+@dataclass(frozen=True, slots=True)
 class TCPData:
     """In-order bytes the guest sent on ``flow``, to be written to the host socket."""
 
@@ -75,6 +83,7 @@ class FlowClosed:
 
 Event = (
     TCPConnectRequest
+    | TCPConnected
     | TCPData
     | TCPEof
     | TCPReset

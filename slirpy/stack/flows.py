@@ -35,8 +35,10 @@ from slirpy.stack.tcp.connection import TCPConnection
 
 TCPKey = tuple[bytes, int, bytes, int]
 """(guest address, guest port, remote address as the guest sees it, remote port)."""
-UDPKey = tuple[bytes, int]
-"""(guest address, guest port)."""
+UDPKey = tuple[bytes, int] | tuple[bytes, int, bytes, int]
+"""(guest address, guest port) for a flow the guest opened; (guest address,
+guest port, client address as the guest sees it, client port) for a flow of a
+port forward."""
 
 _MAX_UDP_PEERS = 64
 
@@ -46,6 +48,7 @@ class UDPFlow:
     """One guest UDP socket and the host-side peers it has talked to."""
 
     flow: int
+    key: UDPKey
     guest_ip: bytes
     guest_port: int
     guest_mac: bytes
@@ -97,10 +100,11 @@ class FlowTable:
 
     # ------------------------------------------------------------------- TCP
 
-    def add_tcp(self, key: TCPKey, conn: TCPConnection) -> None:
+    def add_tcp(self, key: TCPKey, conn: TCPConnection, *, half_open: bool) -> None:
         self.tcp_by_key[key] = conn
         self.tcp_by_id[conn.flow] = conn
-        self.half_open.add(conn.flow)
+        if half_open:
+            self.half_open.add(conn.flow)
 
     def remove_tcp(self, conn: TCPConnection) -> None:
         key = (conn.guest_ip, conn.guest_port, conn.remote_ip, conn.remote_port)
@@ -112,14 +116,14 @@ class FlowTable:
 
     # ------------------------------------------------------------------- UDP
 
-    def add_udp(self, key: UDPKey, flow: UDPFlow) -> None:
-        self.udp_by_key[key] = flow
+    def add_udp(self, flow: UDPFlow) -> None:
+        self.udp_by_key[flow.key] = flow
         self.udp_by_id[flow.flow] = flow
         self.schedule(flow.flow, flow.expires_at)
 
-    def touch_udp(self, key: UDPKey, flow: UDPFlow, now: float) -> None:
+    def touch_udp(self, flow: UDPFlow, now: float) -> None:
         flow.last_active = now
-        self.udp_by_key.move_to_end(key)
+        self.udp_by_key.move_to_end(flow.key)
 
     def oldest_udp(self) -> UDPFlow | None:
         for flow in self.udp_by_key.values():
@@ -127,9 +131,8 @@ class FlowTable:
         return None
 
     def remove_udp(self, flow: UDPFlow) -> None:
-        key = (flow.guest_ip, flow.guest_port)
-        if self.udp_by_key.get(key) is flow:
-            del self.udp_by_key[key]
+        if self.udp_by_key.get(flow.key) is flow:
+            del self.udp_by_key[flow.key]
         self.udp_by_id.pop(flow.flow, None)
         self._scheduled.pop(flow.flow, None)
 

@@ -23,6 +23,7 @@ from slirpy.stack.config import StackConfig
 LOOPBACK: Final = bytes((127, 0, 0, 1))
 LIMITED_BROADCAST: Final = b"\xff\xff\xff\xff"
 DNS_PORT: Final = 53
+_V4_MAPPED_PREFIX: Final = b"\x00" * 10 + b"\xff\xff"
 
 
 class Verdict(enum.Enum):
@@ -75,6 +76,21 @@ class NAT:
         if int.from_bytes(dst) & self._net_mask == self._net_prefix:
             return Verdict.UNREACHABLE
         return dst, port
+
+    def inbound_source(self, client: bytes) -> bytes:
+        """How a port-forward client (packed IPv4 or IPv6) appears to the guest.
+
+        As libslirp's ``sotranslate_accept``: loopback and unspecified clients
+        appear as the gateway; other IPv4 clients keep their address. An IPv4
+        guest cannot see an IPv6 address, so IPv6 clients (other than
+        IPv4-mapped ones) appear as the gateway too."""
+        if len(client) == 16:
+            if client[:12] != _V4_MAPPED_PREFIX:
+                return self.gateway
+            client = client[12:]
+        if client[0] == 127 or client == b"\x00\x00\x00\x00":
+            return self.gateway
+        return client
 
     def reverse(self, src: bytes, port: int) -> bytes:
         """The guest-side source for a host packet from ``src:port``."""

@@ -47,7 +47,7 @@ from slirpy.stack.events import (
     TCPConnectRequest,
     UDPDatagram,
 )
-from slirpy.stack.flows import FlowTable, UDPFlow
+from slirpy.stack.flows import FlowTable, UDPFlow, UDPKey
 from slirpy.stack.framing import VNET_HDR_LEN, Framer, icmp_unreachable
 from slirpy.stack.nat import NAT, Verdict
 from slirpy.stack.stats import Stats
@@ -93,6 +93,7 @@ class Stack:
         self._events: list[Event] = []
         self._dirty: dict[int, TCPConnection] = {}
         self._neighbours: OrderedDict[bytes, bytes] = OrderedDict()
+        self._awaiting_neighbour: dict[bytes, set[int]] = {}
         self._gateway = config.gateway.packed
         self._dns = config.dns.packed
         self._our_macs = (config.gateway_mac, config.dns_mac, ethernet.BROADCAST)
@@ -151,6 +152,8 @@ class Stack:
             if conn is not None:
                 if conn.timer_at is not None and conn.timer_at <= now:
                     conn.on_timer(now)
+                    if conn.state is TCPState.SYN_SENT and not conn.guest_mac:
+                        self._arp_request(conn.guest_ip)
                 self._after_tcp(conn)
                 continue
             uflow = flows.udp_by_id.get(flow)
@@ -253,6 +256,92 @@ class Stack:
             )
         )
 
+    # ---------------------------------------------------------- port forwards
+
+    def open_tcp(
+        self,
+        client: bytes,
+        client_port: int,
+        guest_ip: bytes,
+        guest_port: int,
+        now: float,
+    ) -> int | None:
+        """Open a connection to ``guest_ip:guest_port`` for a port-forward client.
+
+        ``client`` is the host client's packed address (IPv4 or IPv6); the guest
+        sees it translated by ``NAT.inbound_source``. Returns the flow id (the
+        driver relays the client's bytes from ``TCPConnected`` on) or None when
+        the connection cannot be tracked (limit, or the same four-tuple is in
+        use)."""
+        flows = self.flows
+        src = self.nat.inbound_source(client)
+        key = (guest_ip, guest_port, src, client_port)
+        old = flows.tcp_by_key.get(key)
+        if old is not None and not old.finished:
+            if old.state is not TCPState.TIME_WAIT:
+                return None
+            old.abort_silently()
+            self._after_tcp(old)
+        if len(flows.tcp_by_id) >= self.config.limits.max_tcp_flows:
+            self.stats.tcp_flow_limit += 1
+            return None
+        mac = self._neighbours.get(guest_ip, b"")
+        conn = self._tcp_connection(mac, guest_ip, guest_port, src, client_port)
+        flows.add_tcp(key, conn, half_open=False)
+        conn.connect(now)
+        if not mac:
+            self._awaiting_neighbour.setdefault(guest_ip, set()).add(conn.flow)
+            self._arp_request(guest_ip)
+        self._after_tcp(conn)
+        return conn.flow
+
+    def udp_inbound(
+        self,
+        client: bytes,
+        client_port: int,
+        guest_ip: bytes,
+        guest_port: int,
+        data: bytes | memoryview,
+        now: float,
+    ) -> int:
+        """A datagram from a port-forward client for ``guest_ip:guest_port``.
+
+        Returns the flow id of the client's flow; the guest's replies come back
+        as ``UDPDatagram`` events of that flow."""
+        src = self.nat.inbound_source(client)
+        key = (guest_ip, guest_port, src, client_port)
+        uflow = self.flows.udp_by_key.get(key)
+        mac = self._neighbours.get(guest_ip, b"")
+        if uflow is None:
+            uflow = self._new_udp_flow(
+                key, guest_ip, guest_port, mac, self.config.limits.udp_timeout, now
+            )
+            uflow.remember_peer((src, client_port), src)
+        else:
+            self.flows.touch_udp(uflow, now)
+        if mac:
+            uflow.guest_mac = mac
+        if not uflow.guest_mac:
+            self.stats.udp_no_neighbour += 1
+            self._arp_request(guest_ip)
+            return uflow.flow
+        self.udp_send(uflow.flow, src, client_port, data, now)
+        return uflow.flow
+
+    def _arp_request(self, ip: bytes) -> None:
+        request = arp.ARPPacket(
+            operation=arp.ARPOperation.REQUEST,
+            sender_mac=self.config.gateway_mac,
+            sender_ip=self._gateway,
+            target_mac=b"\x00" * 6,
+            target_ip=ip,
+        )
+        self._out.append(
+            self._framer.raw(
+                ethernet.BROADCAST, ethernet.EtherType.ARP, request.to_bytes()
+            )
+        )
+
     def close_flow(self, flow: int) -> None:
         """Forget a UDP flow whose host socket failed (no event is raised)."""
         uflow = self.flows.udp_by_id.get(flow)
@@ -282,6 +371,12 @@ class Stack:
         table = self._neighbours
         if table.get(ip) != mac:
             table[ip] = mac
+            waiting = self._awaiting_neighbour.pop(ip, None)
+            if waiting:
+                for flow in waiting:
+                    conn = self.flows.tcp_by_id.get(flow)
+                    if conn is not None:
+                        conn.neighbour_known(mac)
         table.move_to_end(ip)
         if len(table) > self.config.limits.max_neighbours:
             table.popitem(last=False)
@@ -361,6 +456,17 @@ class Stack:
         now: float,
     ) -> None:
         hdr, data = udp.UDPHeader.parse(payload)
+        inbound = self.flows.udp_by_key.get(
+            (ip.src, hdr.src_port, ip.dst, hdr.dst_port)
+        )
+        if inbound is not None:
+            # A reply on a port forward's flow.
+            self.flows.touch_udp(inbound, now)
+            self.stats.udp_datagrams += 1
+            self._events.append(
+                UDPDatagram(inbound.flow, ip.dst, hdr.dst_port, bytes(data))
+            )
+            return
         if hdr.dst_port in _DHCP_PORTS or hdr.src_port == 0 or hdr.dst_port == 0:
             self.stats.udp_unsupported_port += 1
             return
@@ -373,35 +479,49 @@ class Stack:
                 )
             return
         host_addr, host_port = verdict
-        flows = self.flows
         key = (ip.src, hdr.src_port)
         is_dns = ip.dst == self._dns
         limits = self.config.limits
-        uflow = flows.udp_by_key.get(key)
+        uflow = self.flows.udp_by_key.get(key)
         if uflow is None:
-            if len(flows.udp_by_key) >= limits.max_udp_flows:
-                oldest = flows.oldest_udp()
-                if oldest is not None:
-                    flows.remove_udp(oldest)
-                    self.stats.udp_flows_evicted += 1
-                    self._events.append(FlowClosed(oldest.flow))
-            uflow = UDPFlow(
-                flow=flows.new_id(),
-                guest_ip=ip.src,
-                guest_port=hdr.src_port,
-                guest_mac=src_mac,
-                last_active=now,
-                timeout=limits.dns_timeout if is_dns else limits.udp_timeout,
-            )
-            flows.add_udp(key, uflow)
+            timeout = limits.dns_timeout if is_dns else limits.udp_timeout
+            uflow = self._new_udp_flow(key, ip.src, hdr.src_port, src_mac, timeout, now)
         else:
-            flows.touch_udp(key, uflow, now)
+            self.flows.touch_udp(uflow, now)
             uflow.guest_mac = src_mac
             if not is_dns:
                 uflow.timeout = limits.udp_timeout
         uflow.remember_peer((host_addr, host_port), ip.dst)
         self.stats.udp_datagrams += 1
         self._events.append(UDPDatagram(uflow.flow, host_addr, host_port, bytes(data)))
+
+    def _new_udp_flow(
+        self,
+        key: UDPKey,
+        guest_ip: bytes,
+        guest_port: int,
+        guest_mac: bytes,
+        timeout: float,
+        now: float,
+    ) -> UDPFlow:
+        flows = self.flows
+        if len(flows.udp_by_key) >= self.config.limits.max_udp_flows:
+            oldest = flows.oldest_udp()
+            if oldest is not None:
+                flows.remove_udp(oldest)
+                self.stats.udp_flows_evicted += 1
+                self._events.append(FlowClosed(oldest.flow))
+        uflow = UDPFlow(
+            flow=flows.new_id(),
+            key=key,
+            guest_ip=guest_ip,
+            guest_port=guest_port,
+            guest_mac=guest_mac,
+            last_active=now,
+            timeout=timeout,
+        )
+        flows.add_udp(uflow)
+        return uflow
 
     # ---------------------------------------------------------------------- TCP
 
@@ -461,26 +581,38 @@ class Stack:
         if len(flows.half_open) >= limits.max_half_open:
             self.stats.tcp_syn_dropped += 1
             return
-        conn = TCPConnection(
-            flow=flows.new_id(),
-            guest_mac=src_mac,
-            guest_ip=ip.src,
-            guest_port=hdr.src_port,
-            remote_ip=ip.dst,
-            remote_port=hdr.dst_port,
+        conn = self._tcp_connection(src_mac, ip.src, hdr.src_port, ip.dst, hdr.dst_port)
+        conn.syn_received(hdr, self._quote(ip, packet))
+        flows.add_tcp(
+            (ip.src, hdr.src_port, ip.dst, hdr.dst_port), conn, half_open=True
+        )
+        host_addr, host_port = verdict
+        self._events.append(
+            TCPConnectRequest(conn.flow, host_addr, host_port, ip.src, hdr.src_port)
+        )
+
+    def _tcp_connection(
+        self,
+        guest_mac: bytes,
+        guest_ip: bytes,
+        guest_port: int,
+        remote_ip: bytes,
+        remote_port: int,
+    ) -> TCPConnection:
+        return TCPConnection(
+            flow=self.flows.new_id(),
+            guest_mac=guest_mac,
+            guest_ip=guest_ip,
+            guest_port=guest_port,
+            remote_ip=remote_ip,
+            remote_port=remote_port,
             framer=self._framer,
-            limits=limits,
+            limits=self.config.limits,
             mtu=self.config.mtu,
             iss=self._rng.getrandbits(32),
             events=self._events,
             emit=self._out.append,
             mark_dirty=self._mark_dirty,
-        )
-        conn.syn_received(hdr, self._quote(ip, packet))
-        flows.add_tcp((ip.src, hdr.src_port, ip.dst, hdr.dst_port), conn)
-        host_addr, host_port = verdict
-        self._events.append(
-            TCPConnectRequest(conn.flow, host_addr, host_port, ip.src, hdr.src_port)
         )
 
     def _reset_unknown(

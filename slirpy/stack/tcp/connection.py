@@ -14,6 +14,9 @@ link needs, in the spirit of passt:
   ``accept`` (SYN-ACK with MSS and, if the guest offered it, window scaling)
   or the stack rejects the SYN (RST or ICMP) — so "connection refused" in the
   guest is the host's real answer. Retransmitted SYNs are ignored meanwhile.
+  A port forward opens the other way: ``connect`` sends a SYN (``SYN-SENT``;
+  held back until the guest's MAC is known), the guest's SYN-ACK raises
+  ``TCPConnected`` and its RST ``TCPReset``.
 * **Guest to host.** Only in-order data is accepted (anything else is dropped
   and answered with a duplicate ACK, which makes the guest retransmit); it is
   handed out as ``TCPData`` at once. The advertised window is
@@ -58,6 +61,7 @@ from slirpy.stack.errors import ProtocolStateError
 from slirpy.stack.events import (
     Event,
     FlowClosed,
+    TCPConnected,
     TCPData,
     TCPEof,
     TCPReset,
@@ -238,6 +242,63 @@ class TCPConnection:
         opts = tcpwire.options(mss=self.local_mss, wscale=wscale)
         self._segment(self.iss, SYN | ACK, b"", opts=opts, window=window)
 
+    def connect(self, now: float) -> None:
+        """Open the connection toward the guest (a port forward): send a SYN.
+
+        With ``guest_mac`` still unknown the SYN waits for ``neighbour_known``.
+        """
+        self.state = TCPState.SYN_SENT
+        self.accepted = True
+        self.snd_nxt = seq_add(self.iss, 1)
+        self.rcv_wscale = _window_scale_for(self._limits.tcp_rcv_window)
+        if self.guest_mac:
+            self._send_syn()
+        self._arm(_Timer.RETRANSMIT, now + self._rto)
+
+    def neighbour_known(self, mac: bytes) -> None:
+        """The guest's MAC was learned: send what was waiting for it."""
+        self.guest_mac = mac
+        if self.state is TCPState.SYN_SENT:
+            self._send_syn()
+
+    def _send_syn(self) -> None:
+        window = min(self._limits.tcp_rcv_window, 0xFFFF)
+        opts = tcpwire.options(mss=self.local_mss, wscale=self.rcv_wscale)
+        self._segment(self.iss, SYN, b"", opts=opts, window=window, ack=0)
+
+    def _on_syn_sent(self, hdr: TCPHeader, now: float) -> None:
+        """RFC 9293 §3.10.7.3, without simultaneous open."""
+        flags = hdr.flags
+        if flags & ACK and hdr.ack != self.snd_nxt:
+            if not flags & RST:
+                self._send_rst(hdr.ack)
+            return
+        if flags & RST:
+            if flags & ACK:
+                self._events.append(TCPReset(self.flow))
+                self._close(notify=True)
+            return
+        if not flags & SYN or not flags & ACK:
+            return
+        self.irs = hdr.seq
+        self.rcv_nxt = seq_add(hdr.seq, 1)
+        self.peer_mss = hdr.mss if hdr.mss else DEFAULT_PEER_MSS
+        if hdr.wscale is None:
+            self.rcv_wscale = 0
+        else:
+            self.snd_wscale = hdr.wscale
+        self.snd_una = hdr.ack
+        self.snd_wnd = hdr.window
+        self.snd_wl1 = hdr.seq
+        self.snd_wl2 = hdr.ack
+        self.state = TCPState.ESTABLISHED
+        self._retries = 0
+        self._rto = INITIAL_RTO
+        self._disarm()
+        self._events.append(TCPConnected(self.flow))
+        self._send_ack()
+        self._transmit(now)
+
     def reset_syn(self) -> None:
         """Refuse the pending SYN with an RST (the host refused the connection)."""
         hdr = tcpwire.emit(
@@ -255,7 +316,8 @@ class TCPConnection:
     def send(self, data: bytes | bytearray | memoryview, now: float) -> bool:
         """Queue ``data`` for the guest; False once the buffer is over its limit."""
         if self._fin_queued or not (
-            self.state.sends_data or self.state is TCPState.SYN_RECEIVED
+            self.state.sends_data
+            or self.state in (TCPState.SYN_RECEIVED, TCPState.SYN_SENT)
         ):
             raise ProtocolStateError(f"send in state {self.state.value}")
         self.snd_buf += data
@@ -280,6 +342,10 @@ class TCPConnection:
             return
         if self.state is TCPState.SYN_RECEIVED and not self.accepted:
             self.reset_syn()
+            return
+        if self.state is TCPState.SYN_SENT:
+            # The guest has not answered: there is nothing for it to reset.
+            self._close(notify=True)
             return
         hdr = tcpwire.emit(
             self.remote_port, self.guest_port, self.snd_nxt, self.rcv_nxt, RST | ACK, 0
@@ -316,6 +382,9 @@ class TCPConnection:
                 self._close(notify=True)
             return
         if state is TCPState.CLOSED:
+            return
+        if state is TCPState.SYN_SENT:
+            self._on_syn_sent(hdr, now)
             return
         if flags & SYN and state is TCPState.SYN_RECEIVED:
             if hdr.seq == self.irs and not flags & ACK:
@@ -537,11 +606,18 @@ class TCPConnection:
         opts: bytes = b"",
         window: int | None = None,
         gso: int = 0xFFFF,
+        ack: int | None = None,
     ) -> None:
         if window is None:
             window = self._window_field()
         hdr = tcpwire.emit(
-            self.remote_port, self.guest_port, seq, self.rcv_nxt, flags, window, opts
+            self.remote_port,
+            self.guest_port,
+            seq,
+            self.rcv_nxt if ack is None else ack,
+            flags,
+            window,
+            opts,
         )
         self._emit(
             self._framer.tcp(
@@ -614,7 +690,8 @@ class TCPConnection:
         if kind is not _Timer.RETRANSMIT:
             return
         self._retries += 1
-        limit = MAX_SYN_RETRIES if self.state is TCPState.SYN_RECEIVED else MAX_RETRIES
+        handshake = self.state in (TCPState.SYN_RECEIVED, TCPState.SYN_SENT)
+        limit = MAX_SYN_RETRIES if handshake else MAX_RETRIES
         if self._retries > limit:
             self._events.append(TCPReset(self.flow))
             self.abort()
@@ -624,6 +701,11 @@ class TCPConnection:
         self._dupacks = 0
         if self.state is TCPState.SYN_RECEIVED:
             self._send_synack()
+            self._arm(_Timer.RETRANSMIT, now + self._rto)
+            return
+        if self.state is TCPState.SYN_SENT:
+            if self.guest_mac:
+                self._send_syn()
             self._arm(_Timer.RETRANSMIT, now + self._rto)
             return
         # Go back N: everything unacknowledged goes out again.

@@ -1,0 +1,262 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Port forwards: host listeners whose clients are relayed into the guest.
+
+Theory of operation
+===================
+
+Each rule owns one host socket bound to ``host_addr:host_port`` (IPv4, or
+IPv6 with ``IPV6_V6ONLY`` so that both families can be forwarded separately).
+
+* TCP: the kernel accepts the client at once (as with slirp4netns); the
+  stack then opens a connection to ``guest_addr:guest_port``
+  (``Stack.open_tcp``), and the client's bytes wait in its socket — reading
+  is paused — until the guest answers with a SYN-ACK (``TCPConnected``). A
+  guest RST resets the client. From there on the flow is an ordinary
+  ``HostTCP`` relay. The guest sees the client's real address, except that
+  loopback clients appear as the gateway (``NAT.inbound_source``).
+* UDP: every client address gets a flow of its own (``Stack.udp_inbound``),
+  expiring like any UDP flow; the guest's replies come back as that flow's
+  ``UDPDatagram`` events and leave through the rule's socket to the client.
+
+Removing a rule closes its listener at once; connections already relayed go
+on until they end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ipaddress
+import itertools
+import logging
+import socket
+import struct
+from collections.abc import Callable
+from typing import Literal
+
+from slirpy.proxy.tcp import HostTCP
+from slirpy.stack.stack import Stack
+
+log = logging.getLogger(__name__)
+
+_ACCEPT_BATCH = 64
+_RECV_BATCH = 64
+_RECV_SIZE = 65536
+_BACKLOG = 128
+
+Proto = Literal["tcp", "udp"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ForwardRule:
+    """One port forward, as listed by the API."""
+
+    id: int
+    proto: Proto
+    host_addr: ipaddress.IPv4Address | ipaddress.IPv6Address
+    host_port: int
+    """The port actually bound (the chosen one when 0 was asked for)."""
+    guest_addr: ipaddress.IPv4Address
+    guest_port: int
+
+
+def _packed(host: str) -> bytes:
+    addr = ipaddress.ip_address(host.split("%", 1)[0])
+    return addr.packed
+
+
+class _Listener:
+    """The host socket of one rule."""
+
+    __slots__ = ("clients", "rule", "sock")
+
+    def __init__(self, rule: ForwardRule, sock: socket.socket) -> None:
+        self.rule = rule
+        self.sock = sock
+        self.clients: set[int] = set()
+        """UDP flows of this rule's clients."""
+
+
+class InboundTCP(HostTCP):
+    """The client side of a forwarded TCP connection: paused until the guest
+    accepts."""
+
+    __slots__ = ("_guest_ready",)
+
+    def __init__(
+        self,
+        stack: Stack,
+        flow: int,
+        loop: asyncio.AbstractEventLoop,
+        kick: Callable[[], None],
+    ) -> None:
+        super().__init__(stack, flow, loop, kick)
+        self._guest_ready = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self.transport is not None and not self._guest_ready:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._guest_ready = True
+        super().resume_reading()
+
+
+class HostForwarder:
+    """The rule table and the host listeners; see the module docstring."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        stack: Stack,
+        kick: Callable[[], None],
+        tcp_registry: dict[int, HostTCP],
+    ) -> None:
+        self._loop = loop
+        self._stack = stack
+        self._kick = kick
+        self._tcp = tcp_registry
+        self._ids = itertools.count(1)
+        self._rules: dict[int, _Listener] = {}
+        self.udp_clients: dict[int, tuple[_Listener, tuple[str, int]]] = {}
+        """UDP flow id → the rule and client address its replies go to."""
+
+    def add(
+        self,
+        proto: Proto,
+        host_addr: ipaddress.IPv4Address | ipaddress.IPv6Address,
+        host_port: int,
+        guest_addr: ipaddress.IPv4Address,
+        guest_port: int,
+    ) -> ForwardRule:
+        """Bind the host socket and start forwarding; OSError if binding fails."""
+        v6 = host_addr.version == 6
+        family = socket.AF_INET6 if v6 else socket.AF_INET
+        kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+        sock = socket.socket(family, kind)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if v6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((str(host_addr), host_port))
+            if proto == "tcp":
+                sock.listen(_BACKLOG)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        bound_port = sock.getsockname()[1]
+        rule = ForwardRule(
+            next(self._ids), proto, host_addr, bound_port, guest_addr, guest_port
+        )
+        listener = _Listener(rule, sock)
+        callback = self._accept if proto == "tcp" else self._datagrams
+        self._loop.add_reader(sock.fileno(), callback, listener)
+        self._rules[rule.id] = listener
+        log.debug(
+            "forward %s %s:%d -> %s:%d #%d",
+            proto,
+            host_addr,
+            bound_port,
+            guest_addr,
+            guest_port,
+            rule.id,
+        )
+        return rule
+
+    def remove(self, rule_id: int) -> bool:
+        """Close the rule's listener; established connections go on."""
+        listener = self._rules.pop(rule_id, None)
+        if listener is None:
+            return False
+        self._loop.remove_reader(listener.sock.fileno())
+        listener.sock.close()
+        for flow in listener.clients:
+            self.udp_clients.pop(flow, None)
+        return True
+
+    def rules(self) -> list[ForwardRule]:
+        return [listener.rule for listener in self._rules.values()]
+
+    def close(self) -> None:
+        for rule_id in list(self._rules):
+            self.remove(rule_id)
+
+    # ------------------------------------------------------------------- TCP
+
+    def _accept(self, listener: _Listener) -> None:
+        rule = listener.rule
+        guest = rule.guest_addr.packed
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                conn, addr = listener.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                log.warning("accept on forward #%d failed: %s", rule.id, exc)
+                break
+            flow = self._stack.open_tcp(
+                _packed(addr[0]), addr[1], guest, rule.guest_port, self._loop.time()
+            )
+            if flow is None:
+                _reset(conn)
+                continue
+            proto = InboundTCP(self._stack, flow, self._loop, self._kick)
+            self._tcp[flow] = proto
+            self._loop.create_task(self._adopt(conn, proto))
+        self._kick()
+
+    async def _adopt(self, conn: socket.socket, proto: InboundTCP) -> None:
+        try:
+            await self._loop.connect_accepted_socket(lambda: proto, conn)
+        except OSError as exc:
+            log.debug("forwarded connection #%d lost: %s", proto.flow, exc)
+            self._stack.tcp_abort(proto.flow)
+            self._kick()
+
+    # ------------------------------------------------------------------- UDP
+
+    def _datagrams(self, listener: _Listener) -> None:
+        rule = listener.rule
+        guest = rule.guest_addr.packed
+        stack = self._stack
+        now = self._loop.time()
+        for _ in range(_RECV_BATCH):
+            try:
+                data, addr = listener.sock.recvfrom(_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                log.debug("receive on forward #%d failed: %s", rule.id, exc)
+                break
+            flow = stack.udp_inbound(
+                _packed(addr[0]), addr[1], guest, rule.guest_port, data, now
+            )
+            if flow not in self.udp_clients:
+                self.udp_clients[flow] = (listener, (addr[0], addr[1]))
+                listener.clients.add(flow)
+        self._kick()
+
+    def udp_reply(self, flow: int, data: bytes) -> bool:
+        """Send the guest's reply on ``flow`` to its client; False if not ours."""
+        entry = self.udp_clients.get(flow)
+        if entry is None:
+            return False
+        listener, addr = entry
+        try:
+            listener.sock.sendto(data, addr)
+        except OSError as exc:
+            log.debug("udp reply on forward #%d failed: %s", listener.rule.id, exc)
+        return True
+
+    def flow_closed(self, flow: int) -> None:
+        entry = self.udp_clients.pop(flow, None)
+        if entry is not None:
+            entry[0].clients.discard(flow)
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close ``sock`` with an RST rather than a FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
