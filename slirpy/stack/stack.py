@@ -39,7 +39,9 @@ import enum
 from collections import OrderedDict
 from typing import Final, Protocol
 
+from slirpy.stack import dhcp, nat
 from slirpy.stack.config import StackConfig
+from slirpy.stack.dhcp import DHCPServer
 from slirpy.stack.errors import TruncatedError, WireError
 from slirpy.stack.events import (
     Event,
@@ -54,10 +56,10 @@ from slirpy.stack.stats import Stats
 from slirpy.stack.tcp.connection import TCPConnection
 from slirpy.stack.tcp.state import TCPState
 from slirpy.stack.wire import arp, ethernet, icmpv4, ipv4, tcp, udp
+from slirpy.stack.wire.dhcpv4 import DHCPMessage
 from slirpy.stack.wire.icmpv4 import ICMPType, UnreachableCode
 from slirpy.stack.wire.tcp import ACK, FIN, RST, SYN
 
-_DHCP_PORTS: Final = (67, 68)
 _ICMP_QUOTE_EXTRA: Final = 8
 
 
@@ -94,6 +96,7 @@ class Stack:
         self._dirty: dict[int, TCPConnection] = {}
         self._neighbours: OrderedDict[bytes, bytes] = OrderedDict()
         self._awaiting_neighbour: dict[bytes, set[int]] = {}
+        self._dhcp = DHCPServer(config)
         self._gateway = config.gateway.packed
         self._dns = config.dns.packed
         self._our_macs = (config.gateway_mac, config.dns_mac, ethernet.BROADCAST)
@@ -467,7 +470,10 @@ class Stack:
                 UDPDatagram(inbound.flow, ip.dst, hdr.dst_port, bytes(data))
             )
             return
-        if hdr.dst_port in _DHCP_PORTS or hdr.src_port == 0 or hdr.dst_port == 0:
+        if hdr.dst_port == dhcp.SERVER_PORT:
+            self._receive_dhcp(src_mac, data)
+            return
+        if hdr.dst_port == dhcp.CLIENT_PORT or hdr.src_port == 0 or hdr.dst_port == 0:
             self.stats.udp_unsupported_port += 1
             return
         verdict = self.nat.outbound(ip.dst, hdr.dst_port)
@@ -494,6 +500,23 @@ class Stack:
         uflow.remember_peer((host_addr, host_port), ip.dst)
         self.stats.udp_datagrams += 1
         self._events.append(UDPDatagram(uflow.flow, host_addr, host_port, bytes(data)))
+
+    def _receive_dhcp(self, src_mac: bytes, data: memoryview) -> None:
+        msg = DHCPMessage.parse(data)
+        reply = self._dhcp.handle(msg)
+        if reply is None:
+            return
+        self.stats.dhcp_replies += 1
+        self._out.append(
+            self._framer.udp(
+                msg.chaddr,
+                self._gateway,
+                nat.LIMITED_BROADCAST,
+                dhcp.SERVER_PORT,
+                dhcp.CLIENT_PORT,
+                reply,
+            )
+        )
 
     def _new_udp_flow(
         self,
