@@ -145,7 +145,6 @@ OPTIONS: Final[tuple[OptionSpec, ...]] = (
         short="a",
         metavar="PATH",
         help="specify API socket path",
-        supported=False,
     ),
     OptionSpec(
         name="cidr",
@@ -672,6 +671,7 @@ def _build(opts: _Options, positionals: list[str], prog: str) -> DaemonConfig:
         configure=configure,
         ready_fd=opts.ready_fd,
         exit_fd=opts.exit_fd,
+        api_socket=opts.api_socket,
         debug=opts.debug,
         stack=StackConfig(
             network=network,

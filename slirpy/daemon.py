@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import ipaddress
 import logging
 import os
 import random
@@ -21,9 +22,12 @@ import resource
 import signal
 import sys
 
+from slirpy.api.schema import AddHostFwd, HostFwdEntry
+from slirpy.api.server import APIServer, APISocketPathTooLongError
 from slirpy.banner import format_banner
 from slirpy.config import DaemonConfig
 from slirpy.driver import Driver
+from slirpy.proxy.forward import HostForwarder
 from slirpy.proxy.resolv import ResolvWatcher
 from slirpy.stack.stack import Stack
 from slirpy.tap.netns import SetupError, obtain_tap
@@ -69,6 +73,49 @@ def _write_ready(fd: int) -> None:
         os.close(fd)
 
 
+class ForwardService:
+    """The API's view of the port forwards (``slirpy.api.server.HostFwdService``)."""
+
+    def __init__(
+        self, forwarder: HostForwarder, default_guest: ipaddress.IPv4Address
+    ) -> None:
+        self._forwarder = forwarder
+        self._default_guest = default_guest
+
+    def add(self, cmd: AddHostFwd) -> tuple[int, int] | None:
+        guest = cmd.guest_addr or self._default_guest
+        try:
+            rule = self._forwarder.add(
+                cmd.proto, cmd.host_addr, cmd.host_port, guest, cmd.guest_port
+            )
+        except OSError as exc:
+            log.warning(
+                "add_hostfwd %s %s:%d failed: %s",
+                cmd.proto,
+                cmd.host_addr,
+                cmd.host_port,
+                exc,
+            )
+            return None
+        return rule.id, rule.host_port
+
+    def remove(self, id: int) -> bool:
+        return self._forwarder.remove(id)
+
+    def entries(self) -> list[HostFwdEntry]:
+        return [
+            HostFwdEntry(
+                id=rule.id,
+                proto=rule.proto,
+                host_addr=rule.host_addr,
+                host_port=rule.host_port,
+                guest_addr=rule.guest_addr,
+                guest_port=rule.guest_port,
+            )
+            for rule in self._forwarder.rules()
+        ]
+
+
 class Daemon:
     """One running slirpy: owns the loop, the stack, the driver and the fds."""
 
@@ -79,6 +126,10 @@ class Daemon:
         self.stack = Stack(stack_config, random.SystemRandom())
         self.driver = Driver(self.loop, self.stack, tap_fd)
         self.resolv = ResolvWatcher()
+        self.api: APIServer | None = None
+        if config.api_socket is not None:
+            service = ForwardService(self.driver.forwarder, config.stack.guest)
+            self.api = APIServer(service)
         self._stopped = asyncio.Event()
         self._resolv_timer: asyncio.TimerHandle | None = None
 
@@ -117,8 +168,17 @@ class Daemon:
     def stop(self) -> None:
         self._stopped.set()
 
-    async def _serve(self) -> None:
+    async def _serve(self) -> int:
         self.driver.start()
+        if self.api is not None and self.config.api_socket is not None:
+            try:
+                await self.api.start(self.config.api_socket)
+            except APISocketPathTooLongError as exc:
+                print(exc, file=sys.stderr, flush=True)
+                return 1
+            except OSError as exc:
+                print(f"api_bindlisten: bind: {exc.strerror}", file=sys.stderr)
+                return 1
         self._check_resolv()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stop)
@@ -127,17 +187,19 @@ class Daemon:
         if self.config.ready_fd is not None:
             _write_ready(self.config.ready_fd)
         await self._stopped.wait()
+        return 0
 
     def run(self) -> int:
         asyncio.set_event_loop(self.loop)
         try:
-            self.loop.run_until_complete(self._serve())
+            return self.loop.run_until_complete(self._serve())
         finally:
+            if self.api is not None:
+                self.api.close()
             if self._resolv_timer is not None:
                 self._resolv_timer.cancel()
             self.driver.stop()
             self.loop.close()
-        return 0
 
 
 def run(config: DaemonConfig) -> int:

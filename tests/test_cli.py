@@ -375,9 +375,6 @@ UNSUPPORTED = [
     pytest.param(["-c6"], "enable-ipv6", id="bundled-c6"),
     pytest.param(["--enable-ipv6"], "enable-ipv6", id="enable-ipv6"),
     pytest.param(["--enable-i"], "enable-ipv6", id="enable-ipv6-prefix"),
-    pytest.param(["-a", "/tmp/x.sock"], "api-socket", id="short-a"),
-    pytest.param(["--api-socket=/tmp/x.sock"], "api-socket", id="api-socket"),
-    pytest.param(["--api", "/tmp/x.sock"], "api-socket", id="api-socket-prefix"),
     pytest.param(["--enable-sandbox"], "enable-sandbox", id="enable-sandbox"),
     pytest.param(["--create-sandbox"], "create-sandbox", id="create-sandbox"),
     pytest.param(["--enable-seccomp"], "enable-seccomp", id="enable-seccomp"),
@@ -793,7 +790,6 @@ def test_help_lists_exactly_the_supported_options():
 # stay absent. Flip each to the PRESENT list when the feature lands.
 ABSENT_FROM_HELP = [
     "--enable-ipv6",
-    "--api-socket",
     "--enable-sandbox",
     "--enable-seccomp",
     "--outbound-addr",
@@ -801,7 +797,13 @@ ABSENT_FROM_HELP = [
     "--macaddress",
     "--target-type",
 ]
-PRESENT_IN_HELP = ["--netns-type", "--mtu", "--cidr", "--disable-host-loopback"]
+PRESENT_IN_HELP = [
+    "--netns-type",
+    "--mtu",
+    "--cidr",
+    "--disable-host-loopback",
+    "--api-socket",
+]
 
 
 @pytest.mark.parametrize("flag", ["--help", "-h", "--he"])
@@ -1018,3 +1020,16 @@ def test_banner_values_share_one_column():
         if line.startswith("* "):
             assert line[18] == " "
             assert line[19] != " "
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-a", "/tmp/x.sock", "1", "tap0"],
+        ["--api-socket=/tmp/x.sock", "1", "tap0"],
+        ["1", "--api", "/tmp/x.sock", "tap0"],
+    ],
+    ids=["short", "long", "prefix-interleaved"],
+)
+def test_api_socket_option(argv: list[str]):
+    assert parse_ok(argv).api_socket == "/tmp/x.sock"

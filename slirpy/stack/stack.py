@@ -61,6 +61,7 @@ from slirpy.stack.wire.icmpv4 import ICMPType, UnreachableCode
 from slirpy.stack.wire.tcp import ACK, FIN, RST, SYN
 
 _ICMP_QUOTE_EXTRA: Final = 8
+_MAX_PENDING_DATAGRAMS: Final = 16
 
 
 class RandomSource(Protocol):
@@ -96,6 +97,7 @@ class Stack:
         self._dirty: dict[int, TCPConnection] = {}
         self._neighbours: OrderedDict[bytes, bytes] = OrderedDict()
         self._awaiting_neighbour: dict[bytes, set[int]] = {}
+        self._pending_udp: dict[bytes, list[tuple[int, bytes, int, bytes]]] = {}
         self._dhcp = DHCPServer(config)
         self._gateway = config.gateway.packed
         self._dns = config.dns.packed
@@ -325,7 +327,11 @@ class Stack:
         if mac:
             uflow.guest_mac = mac
         if not uflow.guest_mac:
-            self.stats.udp_no_neighbour += 1
+            pending = self._pending_udp.setdefault(guest_ip, [])
+            if len(pending) < _MAX_PENDING_DATAGRAMS:
+                pending.append((uflow.flow, src, client_port, bytes(data)))
+            else:
+                self.stats.udp_no_neighbour += 1
             self._arp_request(guest_ip)
             return uflow.flow
         self.udp_send(uflow.flow, src, client_port, data, now)
@@ -374,15 +380,22 @@ class Stack:
         table = self._neighbours
         if table.get(ip) != mac:
             table[ip] = mac
-            waiting = self._awaiting_neighbour.pop(ip, None)
-            if waiting:
-                for flow in waiting:
-                    conn = self.flows.tcp_by_id.get(flow)
-                    if conn is not None:
-                        conn.neighbour_known(mac)
+            self._neighbour_found(ip, mac)
         table.move_to_end(ip)
         if len(table) > self.config.limits.max_neighbours:
             table.popitem(last=False)
+
+    def _neighbour_found(self, ip: bytes, mac: bytes) -> None:
+        """Send what waited for ``ip``'s MAC: port-forward SYNs and datagrams."""
+        for flow in self._awaiting_neighbour.pop(ip, ()):
+            conn = self.flows.tcp_by_id.get(flow)
+            if conn is not None:
+                conn.neighbour_known(mac)
+        for flow, src, src_port, data in self._pending_udp.pop(ip, ()):
+            uflow = self.flows.udp_by_id.get(flow)
+            if uflow is not None:
+                uflow.guest_mac = mac
+                self.udp_send(flow, src, src_port, data, uflow.last_active)
 
     def _receive_arp(self, buf: memoryview) -> None:
         pkt = arp.ARPPacket.parse(buf)

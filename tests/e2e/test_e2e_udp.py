@@ -1,0 +1,17 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""UDP through the daemon: echo via the gateway to the host's loopback."""
+
+from __future__ import annotations
+
+import pytest
+from lab import GATEWAY, Container, Daemon, Lab, udp_echo
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_udp_echo_via_gateway(lab: Lab, container: Container, daemon: Daemon) -> None:
+    """Datagrams to 10.0.2.2:P reach host 127.0.0.1:P and come back intact."""
+    seen = udp_echo(lab, container, bind="127.0.0.1", connect=GATEWAY, count=30)
+    # The host socket the daemon sends from is on the host's loopback.
+    assert all(s["peer"].startswith("127.0.0.1:") for s in seen)
+    assert len({s["peer"] for s in seen}) == 1
