@@ -189,7 +189,6 @@ class Stack:
         if conn is None or conn.accepted:
             return
         if reason is RejectReason.REFUSED:
-            self.stats.tcp_rst_sent += 1
             conn.reset_syn()
         else:
             code = (
@@ -223,8 +222,6 @@ class Stack:
         """The host side was reset: RST to the guest."""
         conn = self.flows.tcp_by_id.get(flow)
         if conn is not None:
-            if not conn.finished:
-                self.stats.tcp_rst_sent += 1
             conn.abort()
             self._after_tcp(conn)
 
@@ -249,7 +246,7 @@ class Stack:
         guest_side = uflow.peers.get((src, src_port))
         if guest_side is None:
             guest_side = self.nat.reverse(src, src_port)
-        uflow.last_active = now
+        self.flows.touch_udp(uflow, now)
         self._out.append(
             self._framer.udp(
                 uflow.guest_mac,
@@ -361,6 +358,9 @@ class Stack:
 
     def _receive_ethernet(self, buf: memoryview, now: float) -> None:
         eth, payload = ethernet.EthernetHeader.parse(buf)
+        if eth.src[0] & 1:
+            self.stats.rx_malformed += 1  # a group address cannot send
+            return
         ethertype = eth.ethertype
         if ethertype == ethernet.EtherType.IPV4:
             if eth.dst not in self._our_macs:
@@ -649,6 +649,7 @@ class Stack:
             events=self._events,
             emit=self._out.append,
             mark_dirty=self._mark_dirty,
+            stats=self.stats,
         )
 
     def _reset_unknown(

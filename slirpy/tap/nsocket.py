@@ -149,7 +149,11 @@ class NamespaceSockets:
 
     @property
     def returncode(self) -> int | None:
-        """None while the helper runs; then its exit code, or ``-signal``."""
+        """None while the helper runs; then its exit code, or ``-signal``.
+
+        0 too if something else reaped it (``SIGCHLD`` ignored), as with
+        ``subprocess``.
+        """
         return self._returncode
 
     @property
@@ -247,7 +251,7 @@ class NamespaceSockets:
                 pid, wstatus = os.waitpid(self._pid, os.WNOHANG)
             except ChildProcessError:
                 # Reaped elsewhere (SIGCHLD ignored, or a catch-all reaper).
-                self._returncode = -1
+                self._returncode = 0
                 return
             if pid:
                 self._returncode = os.waitstatus_to_exitcode(wstatus)
@@ -262,7 +266,7 @@ class NamespaceSockets:
         try:
             _, wstatus = os.waitpid(self._pid, 0)
         except ChildProcessError:
-            self._returncode = -1
+            self._returncode = 0
             return
         self._returncode = os.waitstatus_to_exitcode(wstatus)
 
@@ -287,7 +291,7 @@ def _recv_fd(sock: socket.socket) -> tuple[bytes, list[int], int]:
 def _adopt(msg: bytes, fds: list[int], flags: int) -> socket.socket:
     """The reply's socket, made non-blocking; ``OSError`` for an error reply."""
     try:
-        if flags & socket.MSG_CTRUNC or len(msg) != _INT.size:
+        if flags & (socket.MSG_CTRUNC | socket.MSG_TRUNC) or len(msg) != _INT.size:
             raise OSError(errno.EPROTO, "malformed reply from the namespace helper")
         (code,) = _INT.unpack(msg)
         if code:

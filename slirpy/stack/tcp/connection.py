@@ -68,6 +68,7 @@ from slirpy.stack.events import (
     TCPWritable,
 )
 from slirpy.stack.framing import Framer
+from slirpy.stack.stats import Stats
 from slirpy.stack.tcp.seq import seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 from slirpy.stack.tcp.state import TCPState
 from slirpy.stack.wire import tcp as tcpwire
@@ -120,6 +121,7 @@ class TCPConnection:
         "_rttvar",
         "_send_blocked",
         "_srtt",
+        "_stats",
         "_timer",
         "accepted",
         "flow",
@@ -137,6 +139,7 @@ class TCPConnection:
         "remote_ip",
         "remote_port",
         "snd_buf",
+        "snd_max",
         "snd_nxt",
         "snd_una",
         "snd_wl1",
@@ -164,6 +167,7 @@ class TCPConnection:
         events: list[Event],
         emit: Callable[[bytes], None],
         mark_dirty: Callable[[TCPConnection], None],
+        stats: Stats,
     ) -> None:
         self.flow = flow
         self.guest_mac = guest_mac
@@ -176,6 +180,7 @@ class TCPConnection:
         self._events = events
         self._emit = emit
         self._mark_dirty = mark_dirty
+        self._stats = stats
         self.local_mss = min(mtu - 40, _MAX_IP_PAYLOAD - 20)
         self.state = TCPState.CLOSED
         self.accepted = False
@@ -184,6 +189,7 @@ class TCPConnection:
         self.irs = 0
         self.snd_una = iss
         self.snd_nxt = iss
+        self.snd_max = iss
         self.snd_wnd = 0
         self.snd_wl1 = 0
         self.snd_wl2 = 0
@@ -196,7 +202,8 @@ class TCPConnection:
         self.rcv_paused = False
         self._fin_queued = False
         self._fin_sent = False
-        self._fin_seq = 0
+        self._fin_seq: int | None = None
+        """Sequence number of our FIN, once it has been sent."""
         self._ack_pending = False
         self._dupacks = 0
         self._send_blocked = False
@@ -232,6 +239,7 @@ class TCPConnection:
         self.accepted = True
         self.syn_quote = b""
         self.snd_nxt = seq_add(self.iss, 1)
+        self.snd_max = self.snd_nxt
         self._send_synack()
         self._arm(_Timer.RETRANSMIT, now + self._rto)
 
@@ -250,6 +258,7 @@ class TCPConnection:
         self.state = TCPState.SYN_SENT
         self.accepted = True
         self.snd_nxt = seq_add(self.iss, 1)
+        self.snd_max = self.snd_nxt
         self.rcv_wscale = _window_scale_for(self._limits.tcp_rcv_window)
         if self.guest_mac:
             self._send_syn()
@@ -301,15 +310,17 @@ class TCPConnection:
 
     def reset_syn(self) -> None:
         """Refuse the pending SYN with an RST (the host refused the connection)."""
-        hdr = tcpwire.emit(
-            self.remote_port, self.guest_port, 0, self.rcv_nxt, RST | ACK, 0
-        )
+        self._emit_rst(0, self.rcv_nxt, RST | ACK)
+        self._close(notify=True)
+
+    def _emit_rst(self, seq: int, ack: int, flags: int) -> None:
+        hdr = tcpwire.emit(self.remote_port, self.guest_port, seq, ack, flags, 0)
+        self._stats.tcp_rst_sent += 1
         self._emit(
             self._framer.tcp(
                 self.guest_mac, self.remote_ip, self.guest_ip, hdr, b"", 0xFFFF
             )
         )
-        self._close(notify=True)
 
     # ------------------------------------------------------------ API: sending
 
@@ -347,14 +358,7 @@ class TCPConnection:
             # The guest has not answered: there is nothing for it to reset.
             self._close(notify=True)
             return
-        hdr = tcpwire.emit(
-            self.remote_port, self.guest_port, self.snd_nxt, self.rcv_nxt, RST | ACK, 0
-        )
-        self._emit(
-            self._framer.tcp(
-                self.guest_mac, self.remote_ip, self.guest_ip, hdr, b"", 0xFFFF
-            )
-        )
+        self._emit_rst(self.snd_nxt, self.rcv_nxt, RST | ACK)
         self._close(notify=True)
 
     def abort_silently(self) -> None:
@@ -398,7 +402,7 @@ class TCPConnection:
             return
         if flags & RST:
             if hdr.seq == self.rcv_nxt:
-                self._events.append(TCPReset(self.flow))
+                self._reset_event()
                 self._close(notify=True)
             else:
                 self._challenge_ack()
@@ -429,8 +433,6 @@ class TCPConnection:
             self._receive_data(hdr.seq, payload)
         if flags & FIN:
             self._receive_fin(seq_add(hdr.seq, len(payload)), now)
-        if self.state is TCPState.TIME_WAIT and flags & FIN:
-            self._send_ack()
 
     def _acceptable(self, hdr: TCPHeader, data_len: int) -> bool:
         seg_len = data_len + (1 if hdr.flags & FIN else 0)
@@ -448,9 +450,12 @@ class TCPConnection:
     def _process_ack(self, hdr: TCPHeader, data_len: int, now: float) -> bool:
         """Handle the ACK field; False if the segment must be dropped."""
         ack = hdr.ack
-        if seq_gt(ack, self.snd_nxt):
+        if seq_gt(ack, self.snd_max):
             self._send_ack()
             return False
+        if seq_gt(ack, self.snd_nxt):
+            # Acknowledges data sent before a retransmission timeout rewound.
+            self.snd_nxt = ack
         if seq_lt(ack, self.snd_una):
             return True  # an old duplicate: its data may still be new
         acked = seq_diff(ack, self.snd_una)
@@ -490,12 +495,16 @@ class TCPConnection:
             self._rtt_sample(now - self._rtt_start)
             self._rtt_seq = None
         self._retries = 0
-        fin_acked = self._fin_sent and seq_ge(ack, seq_add(self._fin_seq, 1))
+        fin_seq = self._fin_seq
+        fin_acked = fin_seq is not None and seq_ge(ack, seq_add(fin_seq, 1))
+        if fin_acked:
+            self._fin_sent = True
         if fin_acked:
             if self.state is TCPState.FIN_WAIT_1:
                 self.state = TCPState.FIN_WAIT_2
             elif self.state is TCPState.CLOSING:
                 self._enter_time_wait(now)
+                return
             elif self.state is TCPState.LAST_ACK:
                 self._close(notify=True)
                 return
@@ -520,6 +529,9 @@ class TCPConnection:
         if len(payload) > room:
             payload = payload[:room]
         if not payload:
+            # A probe of a closed window (RFC 9293 §3.8.6.1): say it is still shut.
+            self._ack_pending = True
+            self._mark_dirty(self)
             return
         self.rcv_nxt = seq_add(self.rcv_nxt, len(payload))
         self._events.append(TCPData(self.flow, payload))
@@ -528,7 +540,8 @@ class TCPConnection:
 
     def _receive_fin(self, fin_seq: int, now: float) -> None:
         if fin_seq != self.rcv_nxt:
-            return  # data before the FIN is missing
+            self._send_ack()  # data before the FIN is missing
+            return
         state = self.state
         if not state.receives_data:
             return  # a retransmitted FIN; the ACK below answers it
@@ -554,10 +567,8 @@ class TCPConnection:
         """Send what the guest's window allows, then the FIN if it is due."""
         limit = self._segment_limit()
         gso = min(self.peer_mss, self.local_mss)
-        while True:
+        while not self._fin_sent:  # nothing follows a FIN
             in_flight = seq_diff(self.snd_nxt, self.snd_una)
-            if self._fin_sent:
-                in_flight -= 1
             unsent = len(self.snd_buf) - in_flight
             avail = self.snd_wnd - in_flight
             if unsent > 0 and avail > 0:
@@ -568,12 +579,14 @@ class TCPConnection:
                     self._rtt_seq = seq_add(self.snd_nxt, n)
                     self._rtt_start = now
                 self.snd_nxt = seq_add(self.snd_nxt, n)
+                self._note_sent()
                 continue
             if unsent <= 0 and self._fin_queued and not self._fin_sent:
                 self._fin_seq = self.snd_nxt
                 self._fin_sent = True
                 self._segment(self.snd_nxt, ACK | FIN, b"")
                 self.snd_nxt = seq_add(self.snd_nxt, 1)
+                self._note_sent()
                 if self.state is TCPState.ESTABLISHED:
                     self.state = TCPState.FIN_WAIT_1
                 elif self.state is TCPState.CLOSE_WAIT:
@@ -588,13 +601,20 @@ class TCPConnection:
         elif self._timer in (_Timer.RETRANSMIT, _Timer.PERSIST):
             self._disarm()
 
+    def _note_sent(self) -> None:
+        if seq_gt(self.snd_nxt, self.snd_max):
+            self.snd_max = self.snd_nxt
+
     def _fast_retransmit(self) -> None:
-        n = min(len(self.snd_buf), self._segment_limit())
-        if n:
+        fin_seq = self._fin_seq
+        data_end = self.snd_max if fin_seq is None else fin_seq
+        in_flight = seq_diff(data_end, self.snd_una)
+        n = min(len(self.snd_buf), in_flight, self.snd_wnd, self._segment_limit())
+        if n > 0:
             gso = min(self.peer_mss, self.local_mss)
             self._segment(self.snd_una, ACK, self.snd_buf[:n], gso=gso)
-        elif self._fin_sent:
-            self._segment(self._fin_seq, ACK | FIN, b"")
+        elif fin_seq is not None and seq_le(self.snd_una, fin_seq):
+            self._segment(fin_seq, ACK | FIN, b"")
         self._rtt_seq = None
 
     def _segment(
@@ -641,12 +661,7 @@ class TCPConnection:
         self._send_ack()
 
     def _send_rst(self, seq: int) -> None:
-        hdr = tcpwire.emit(self.remote_port, self.guest_port, seq, 0, RST, 0)
-        self._emit(
-            self._framer.tcp(
-                self.guest_mac, self.remote_ip, self.guest_ip, hdr, b"", 0xFFFF
-            )
-        )
+        self._emit_rst(seq, 0, RST)
 
     def flush(self) -> None:
         """Send the coalesced ACK, if one is still owed."""
@@ -693,7 +708,7 @@ class TCPConnection:
         handshake = self.state in (TCPState.SYN_RECEIVED, TCPState.SYN_SENT)
         limit = MAX_SYN_RETRIES if handshake else MAX_RETRIES
         if self._retries > limit:
-            self._events.append(TCPReset(self.flow))
+            self._reset_event()
             self.abort()
             return
         self._rto = min(MAX_RTO, self._rto * 2)
@@ -713,6 +728,11 @@ class TCPConnection:
         self._fin_sent = False
         self._disarm()
         self._transmit(now)
+
+    def _reset_event(self) -> None:
+        """Tell the driver about a reset, unless it already forgot the flow."""
+        if not self._notified_closed:
+            self._events.append(TCPReset(self.flow))
 
     def _enter_time_wait(self, now: float) -> None:
         self.state = TCPState.TIME_WAIT
