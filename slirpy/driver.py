@@ -18,10 +18,11 @@ import socket
 
 from slirpy.proxy.forward import HostForwarder
 from slirpy.proxy.tcp import HostTCP, connect
-from slirpy.proxy.udp import HostUDP
+from slirpy.proxy.udp import HostPing, HostUDP
 from slirpy.stack.events import (
     Event,
     FlowClosed,
+    PingRequest,
     TCPConnected,
     TCPConnectRequest,
     TCPData,
@@ -51,6 +52,8 @@ class Driver:
         self._tcp: dict[int, HostTCP] = {}
         self._connecting: dict[int, asyncio.Task[None]] = {}
         self._udp: dict[int, HostUDP] = {}
+        """Host sockets of UDP and ping flows."""
+        self._ping_refused = False
         self._kicked = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -172,6 +175,8 @@ class Driver:
             proto = self._tcp.pop(event.flow, None)
             if proto is not None:
                 proto.abort()
+        elif isinstance(event, PingRequest):
+            self._ping(event)
         elif isinstance(event, FlowClosed):
             self._flow_closed(event.flow)
 
@@ -229,3 +234,22 @@ class Driver:
                 return
             self._udp[event.flow] = host
         host.send(event.data, event.dst_addr, event.dst_port)
+
+    def _ping(self, event: PingRequest) -> None:
+        host = self._udp.get(event.flow)
+        if not isinstance(host, HostPing):
+            try:
+                host = HostPing(self.stack, event.flow, self.loop, self.kick)
+            except OSError as exc:
+                if not self._ping_refused:
+                    self._ping_refused = True
+                    log.warning(
+                        "cannot open a ping socket (%s): echo requests to other "
+                        "hosts are dropped; net.ipv4.ping_group_range must include "
+                        "this process's group",
+                        exc,
+                    )
+                self.stack.close_flow(event.flow)
+                return
+            self._udp[event.flow] = host
+        host.send_echo(event.dst_addr, event.seq, event.data)

@@ -1,10 +1,12 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""The host side of a guest UDP flow: one unconnected datagram socket per flow.
+"""The host side of guest datagram flows: UDP sockets and ICMP echo ("ping") sockets.
 
 Like libslirp, slirpy gives each guest UDP socket (address and port) one host
 socket, which sends to any destination and passes every reply back, so the
-mapping is endpoint-independent. The socket lives until the stack expires
-the flow.
+mapping is endpoint-independent. Each guest echo identifier gets one
+unprivileged ICMP socket (``SOCK_DGRAM``/``IPPROTO_ICMP``, allowed by the
+host's ``net.ipv4.ping_group_range``): the kernel sends real echo requests and
+only real replies come back. A socket lives until the stack expires its flow.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import struct
 from collections.abc import Callable
 
 from slirpy.stack.stack import Stack
 
 log = logging.getLogger(__name__)
 
+_ECHO_HEAD = struct.Struct("!BBHHH")
 _RECV_BATCH = 64
 _RECV_SIZE = 65536
 
@@ -26,6 +30,9 @@ class HostUDP:
     """The host socket of one UDP flow, read with ``loop.add_reader``."""
 
     __slots__ = ("_kick", "_loop", "_stack", "flow", "sock")
+
+    PROTO = 0
+    """The socket's protocol: 0 for UDP."""
 
     def __init__(
         self,
@@ -38,10 +45,14 @@ class HostUDP:
         self._loop = loop
         self._kick = kick
         self.flow = flow
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setblocking(False)
-        self.sock.bind(("0.0.0.0", 0))
-        loop.add_reader(self.sock.fileno(), self._readable)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, self.PROTO)
+        try:
+            self.sock.setblocking(False)
+            self.sock.bind(("0.0.0.0", 0))
+            loop.add_reader(self.sock.fileno(), self._readable)
+        except OSError:
+            self.sock.close()
+            raise
 
     def send(self, data: bytes, addr: bytes, port: int) -> None:
         try:
@@ -61,9 +72,34 @@ class HostUDP:
             except OSError as exc:
                 log.debug("udp #%d receive failed: %s", self.flow, exc)
                 break
-            stack.udp_send(self.flow, socket.inet_aton(host), port, data, now)
+            self._deliver(stack, socket.inet_aton(host), port, data, now)
         self._kick()
+
+    def _deliver(
+        self, stack: Stack, host: bytes, port: int, data: bytes, now: float
+    ) -> None:
+        stack.udp_send(self.flow, host, port, data, now)
 
     def close(self) -> None:
         self._loop.remove_reader(self.sock.fileno())
         self.sock.close()
+
+
+class HostPing(HostUDP):
+    """The ICMP echo socket of one guest echo identifier."""
+
+    __slots__ = ()
+
+    PROTO = socket.IPPROTO_ICMP
+
+    def send_echo(self, addr: bytes, seq: int, payload: bytes) -> None:
+        # The kernel fills in the identifier and the checksum.
+        self.send(_ECHO_HEAD.pack(8, 0, 0, 0, seq) + payload, addr, 0)
+
+    def _deliver(
+        self, stack: Stack, host: bytes, port: int, data: bytes, now: float
+    ) -> None:
+        if len(data) < _ECHO_HEAD.size or data[0] != 0:
+            return  # only echo replies come back on a ping socket
+        seq = _ECHO_HEAD.unpack_from(data)[4]
+        stack.ping_reply(self.flow, host, seq, data[_ECHO_HEAD.size :], now)

@@ -34,7 +34,8 @@ class Limits:
     max_half_open: int = 256
     """Guest SYNs waiting for the host connect to finish."""
     max_udp_flows: int = 1024
-    """UDP flows (one host socket each) at once; the oldest idle one is evicted."""
+    """UDP and ping flows (one host socket each) at once; the least recently
+    active one is evicted."""
     max_neighbours: int = 64
     """Entries of the ARP table."""
     tcp_rcv_window: int = 1 << 20
@@ -45,6 +46,8 @@ class Limits:
     """Idle seconds before a UDP flow expires (libslirp ``SO_EXPIRE``)."""
     dns_timeout: float = 10.0
     """Idle seconds before a UDP flow to the DNS address expires (``SO_EXPIREFAST``)."""
+    icmp_timeout: float = 30.0
+    """Idle seconds before a guest's echo identifier loses its host ping socket."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

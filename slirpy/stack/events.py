@@ -75,6 +75,17 @@ class UDPDatagram:
 
 
 @dataclass(frozen=True, slots=True)
+class PingRequest:
+    """The guest sent an ICMP echo request on ``flow`` (one flow per guest
+    address and echo identifier) to ``dst_addr`` on the host side."""
+
+    flow: int
+    dst_addr: bytes
+    seq: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class FlowClosed:
     """The stack forgot ``flow``: release whatever host socket backs it."""
 
@@ -89,5 +100,6 @@ Event = (
     | TCPReset
     | TCPWritable
     | UDPDatagram
+    | PingRequest
     | FlowClosed
 )

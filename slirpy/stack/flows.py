@@ -35,17 +35,18 @@ from slirpy.stack.tcp.connection import TCPConnection
 
 TCPKey = tuple[bytes, int, bytes, int]
 """(guest address, guest port, remote address as the guest sees it, remote port)."""
-UDPKey = tuple[bytes, int] | tuple[bytes, int, bytes, int]
-"""(guest address, guest port) for a flow the guest opened; (guest address,
-guest port, client address as the guest sees it, client port) for a flow of a
-port forward."""
+UDPKey = tuple[bytes, int] | tuple[bytes, int, bytes, int] | tuple[bytes, int, str]
+"""(guest address, guest port) for a UDP flow the guest opened; (guest address,
+guest port, client address as the guest sees it, client port) for a UDP flow
+of a port forward; (guest address, echo identifier, ``"icmp"``) for pings."""
 
 _MAX_UDP_PEERS = 64
 
 
 @dataclass(slots=True, eq=False)
 class UDPFlow:
-    """One guest UDP socket and the host-side peers it has talked to."""
+    """One guest UDP socket (or echo identifier) and the host-side peers it has
+    talked to."""
 
     flow: int
     key: UDPKey

@@ -46,6 +46,7 @@ from slirpy.stack.errors import TruncatedError, WireError
 from slirpy.stack.events import (
     Event,
     FlowClosed,
+    PingRequest,
     TCPConnectRequest,
     UDPDatagram,
 )
@@ -62,6 +63,7 @@ from slirpy.stack.wire.tcp import ACK, FIN, RST, SYN
 
 _ICMP_QUOTE_EXTRA: Final = 8
 _MAX_PENDING_DATAGRAMS: Final = 16
+_ICMP: Final = "icmp"
 
 
 class RandomSource(Protocol):
@@ -431,7 +433,7 @@ class Stack:
         elif proto == ipv4.IPProtocol.UDP:
             self._receive_udp(src_mac, ip, buf, payload, now)
         elif proto == ipv4.IPProtocol.ICMP:
-            self._receive_icmp(src_mac, ip, payload)
+            self._receive_icmp(src_mac, ip, payload, now)
         else:
             self.stats.rx_unknown_protocol += 1
 
@@ -449,17 +451,51 @@ class Stack:
     # --------------------------------------------------------------------- ICMP
 
     def _receive_icmp(
-        self, src_mac: bytes, ip: ipv4.IPv4Header, payload: memoryview
+        self, src_mac: bytes, ip: ipv4.IPv4Header, payload: memoryview, now: float
     ) -> None:
         icmp, body = icmpv4.ICMPHeader.parse(payload)
         if icmp.type != ICMPType.ECHO_REQUEST:
             return
-        if ip.dst != self._gateway and ip.dst != self._dns:
+        if ip.dst == self._gateway or ip.dst == self._dns:
+            reply = icmpv4.emit(ICMPType.ECHO_REPLY, 0, icmp.ident, icmp.seq, body)
+            self.stats.icmp_echo_replies += 1
+            self._out.append(self._framer.icmp(src_mac, ip.dst, ip.src, reply, ttl=255))
+            return
+        verdict = self.nat.outbound(ip.dst, 0)
+        if isinstance(verdict, Verdict):
             self.stats.icmp_echo_dropped += 1
             return
-        reply = icmpv4.emit(ICMPType.ECHO_REPLY, 0, icmp.ident, icmp.seq, body)
+        key = (ip.src, icmp.ident, _ICMP)
+        flow = self.flows.udp_by_key.get(key)
+        if flow is None:
+            flow = self._new_udp_flow(
+                key,
+                ip.src,
+                icmp.ident,
+                src_mac,
+                self.config.limits.icmp_timeout,
+                now,
+            )
+        else:
+            self.flows.touch_udp(flow, now)
+        flow.remember_peer((verdict[0], 0), ip.dst)
+        self.stats.icmp_echo_requests += 1
+        self._events.append(PingRequest(flow.flow, verdict[0], icmp.seq, bytes(body)))
+
+    def ping_reply(
+        self, flow: int, src: bytes, seq: int, data: bytes | memoryview, now: float
+    ) -> None:
+        """A real echo reply from host ``src`` for the guest's ping ``flow``."""
+        uflow = self.flows.udp_by_id.get(flow)
+        if uflow is None:
+            return
+        guest_side = uflow.peers.get((src, 0)) or self.nat.reverse(src, 0)
+        self.flows.touch_udp(uflow, now)
+        reply = icmpv4.emit(ICMPType.ECHO_REPLY, 0, uflow.guest_port, seq, data)
         self.stats.icmp_echo_replies += 1
-        self._out.append(self._framer.icmp(src_mac, ip.dst, ip.src, reply, ttl=255))
+        self._out.append(
+            self._framer.icmp(uflow.guest_mac, guest_side, uflow.guest_ip, reply)
+        )
 
     # ---------------------------------------------------------------------- UDP
 

@@ -20,6 +20,7 @@ class Stats:
     rx_unknown_protocol: int = 0
     rx_policy_drop: int = 0
     arp_replies: int = 0
+    icmp_echo_requests: int = 0
     icmp_echo_replies: int = 0
     icmp_echo_dropped: int = 0
     icmp_unreachable_sent: int = 0
