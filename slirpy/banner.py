@@ -43,6 +43,8 @@ def format_banner(config: DaemonConfig, *, offload: bool | None = None) -> str:
     ]
     if config.api_socket is not None:
         lines.append(_row("API Socket", config.api_socket))
+    if config.macaddress is not None:
+        lines.append(_row("MAC address", config.macaddress.hex(":")))
     if offload is not None:
         lines.append(_row("Offloads", "on" if offload else "off"))
     if not stack.disable_host_loopback:

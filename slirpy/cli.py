@@ -210,13 +210,11 @@ OPTIONS: Final[tuple[OptionSpec, ...]] = (
             "disables 10.0.2.3 (or configured internal ip) to host dns redirect "
             "(experimental)"
         ),
-        supported=False,
     ),
     OptionSpec(
         name="macaddress",
         metavar="MAC",
         help="specify the MAC address of the TAP (only valid with -c)",
-        supported=False,
     ),
     OptionSpec(
         name="target-type",
@@ -644,9 +642,10 @@ def _build(opts: _Options, positionals: list[str], prog: str) -> DaemonConfig:
         network = parse_cidr(opts.cidr)
     except ValueError as exc:
         raise _Exit(1, str(exc)) from None
+    macaddress: bytes | None = None
     if opts.macaddress is not None:
         try:
-            parse_mac(opts.macaddress)
+            macaddress = parse_mac(opts.macaddress)
         except ValueError as exc:
             raise _Exit(
                 1,
@@ -669,6 +668,7 @@ def _build(opts: _Options, positionals: list[str], prog: str) -> DaemonConfig:
         tap_name=tap_name,
         userns_path=opts.userns_path,
         configure=configure,
+        macaddress=macaddress,
         ready_fd=opts.ready_fd,
         exit_fd=opts.exit_fd,
         api_socket=opts.api_socket,
@@ -677,6 +677,7 @@ def _build(opts: _Options, positionals: list[str], prog: str) -> DaemonConfig:
             network=network,
             mtu=opts.mtu,
             disable_host_loopback=opts.disable_host_loopback,
+            disable_dns=opts.disable_dns,
         ),
     )
 

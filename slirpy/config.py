@@ -34,6 +34,8 @@ class DaemonConfig:
     tap_name: str | None
     userns_path: str | None = None
     configure: bool = False
+    macaddress: bytes | None = None
+    """The TAP's MAC address, set by ``configure`` (``--macaddress``)."""
     ready_fd: int | None = None
     exit_fd: int | None = None
     api_socket: str | None = None

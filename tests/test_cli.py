@@ -380,10 +380,6 @@ UNSUPPORTED = [
     pytest.param(["--enable-seccomp"], "enable-seccomp", id="enable-seccomp"),
     pytest.param(["--outbound-addr=10.1.1.1"], "outbound-addr", id="outbound-addr"),
     pytest.param(["--outbound-addr6=fd01::1"], "outbound-addr6", id="outbound-addr6"),
-    pytest.param(["--disable-dns"], "disable-dns", id="disable-dns"),
-    pytest.param(
-        ["-c", "--macaddress=0e:d4:18:d9:38:fb"], "macaddress", id="macaddress"
-    ),
     pytest.param(["--target-type=netns"], "target-type", id="target-type"),
 ]
 
@@ -793,8 +789,6 @@ ABSENT_FROM_HELP = [
     "--enable-sandbox",
     "--enable-seccomp",
     "--outbound-addr",
-    "--disable-dns",
-    "--macaddress",
     "--target-type",
 ]
 PRESENT_IN_HELP = [
@@ -803,6 +797,8 @@ PRESENT_IN_HELP = [
     "--cidr",
     "--disable-host-loopback",
     "--api-socket",
+    "--disable-dns",
+    "--macaddress",
 ]
 
 
@@ -1033,3 +1029,19 @@ def test_banner_values_share_one_column():
 )
 def test_api_socket_option(argv: list[str]):
     assert parse_ok(argv).api_socket == "/tmp/x.sock"
+
+
+def test_disable_dns_option():
+    assert parse_ok(["--disable-dns", "1", "tap0"]).stack.disable_dns
+    assert not parse_ok(["1", "tap0"]).stack.disable_dns
+
+
+def test_macaddress_option():
+    config = parse_ok(["-c", "--macaddress", "0e:d4:18:d9:38:fb", "1", "tap0"])
+    assert config.macaddress == bytes.fromhex("0ed418d938fb")
+    assert parse_ok(["-c", "1", "tap0"]).macaddress is None
+
+
+def test_banner_mac_address():
+    config = parse_ok(["-c", "--macaddress", "0e:d4:18:d9:38:fb", "1", "tap0"])
+    assert "* MAC address:     0e:d4:18:d9:38:fb" in format_banner(config).splitlines()

@@ -61,6 +61,8 @@ SIOCSIFFLAGS: Final = 0x8914
 SIOCSIFADDR: Final = 0x8916
 SIOCSIFNETMASK: Final = 0x891C
 SIOCSIFMTU: Final = 0x8922
+SIOCSIFHWADDR: Final = 0x8924
+_ARPHRD_ETHER: Final = 1
 SIOCSIFTXQLEN: Final = 0x8943
 IFF_UP: Final = 0x1
 IFF_RUNNING: Final = 0x40
@@ -287,10 +289,12 @@ def configure_network(
     mtu: int,
     address: ipaddress.IPv4Interface,
     gateway: ipaddress.IPv4Address,
+    mac: bytes | None = None,
 ) -> None:
     """What ``slirp4netns --configure`` does inside the namespace, in its order.
 
-    ``lo`` up; ``name`` up; MTU; IPv4 address and netmask; default route via
+    ``lo`` up; ``name`` up; MTU; MAC address (if given); IPv4 address and
+    netmask; default route via
     ``gateway`` on ``name``. Flags are added to the current ones (slirp4netns
     overwrites them, which clears ``MULTICAST``). Raises ``TapError`` with
     slirp4netns's messages.
@@ -304,6 +308,9 @@ def configure_network(
         _set_up(sock, b"lo")
         _set_up(sock, ifname)
         _ioctl(sock, SIOCSIFMTU, _IFREQ_INT.pack(ifname, mtu), "cannot set MTU")
+        if mac is not None:
+            hwaddr = struct.pack("16sH14s", ifname, _ARPHRD_ETHER, mac)
+            _ioctl(sock, SIOCSIFHWADDR, hwaddr, "cannot set MAC address")
         _ioctl(
             sock,
             SIOCSIFADDR,

@@ -191,6 +191,7 @@ def _child(
                         (stack.guest, stack.network.prefixlen)
                     ),
                     gateway=stack.gateway,
+                    mac=config.macaddress,
                 )
             data = _OFFLOADS_ON if tap.vnet_hdr else _OFFLOADS_OFF
             try:

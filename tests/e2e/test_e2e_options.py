@@ -1,0 +1,52 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Options that change what the guest sees: ``--disable-dns`` and ``--macaddress``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from lab import DNS, Container, Lab, Server
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+def resolver(lab: Lab) -> Server:
+    """A resolver on the host's 127.0.0.1:53, named by the lab's resolv.conf."""
+    return lab.host.start_server("dns_peer", "--listen=127.0.0.1:53", "--timeout=80")
+
+
+def _query(container: Container) -> int:
+    result = container.python(
+        "dns_peer",
+        "--query=disable-dns.e2e.test",
+        f"--server={DNS}:53",
+        "--timeout=3",
+        timeout=30,
+    )
+    return result.returncode
+
+
+def test_disable_dns(lab: Lab, container: Container, resolver: Server) -> None:
+    """With ``--disable-dns`` the DNS address is an ordinary (unreachable)
+    address: a query to it gets no answer, although the host resolver that
+    answers it without the option is running."""
+    lab.start_daemon(container, "--disable-dns")
+    assert _query(container) != 0
+
+
+def test_dns_works_without_disable_dns(
+    lab: Lab, container: Container, resolver: Server
+) -> None:
+    """The same query succeeds without the option (the control case)."""
+    lab.start_daemon(container)
+    assert _query(container) == 0
+
+
+def test_macaddress(lab: Lab, container: Container) -> None:
+    """``--macaddress`` with ``-c`` sets the TAP's MAC address."""
+    lab.start_daemon(container, "--macaddress", "0e:d4:18:d9:38:fb")
+    result = container.run(["ip", "-json", "link", "show", "dev", "tap0"])
+    (link,) = json.loads(result.stdout)
+    assert link["address"] == "0e:d4:18:d9:38:fb"
