@@ -194,7 +194,6 @@ OPTIONS: Final[tuple[OptionSpec, ...]] = (
         name="outbound-addr",
         metavar="IPv4",
         help="sets outbound ipv4 address to bound to (experimental)",
-        supported=False,
         warning="WARNING: Support for --outbound-addr is experimental",
     ),
     OptionSpec(
@@ -653,6 +652,16 @@ def _build(opts: _Options, positionals: list[str], prog: str) -> DaemonConfig:
                 "6 bytes, each byte separated by a ':').",
             ) from None
 
+    outbound_addr = None
+    if opts.outbound_addr is not None:
+        from slirpy.proxy.outbound import resolve_ipv4
+
+        outbound_addr = resolve_ipv4(opts.outbound_addr)
+        if outbound_addr is None:
+            raise _Exit(
+                1, "outbound-addr has to be valid ipv4 address or interface name."
+            )
+
     if opts.unsupported:
         raise _Exit(
             1,
@@ -672,6 +681,7 @@ def _build(opts: _Options, positionals: list[str], prog: str) -> DaemonConfig:
         ready_fd=opts.ready_fd,
         exit_fd=opts.exit_fd,
         api_socket=opts.api_socket,
+        outbound_addr=outbound_addr,
         debug=opts.debug,
         stack=StackConfig(
             network=network,

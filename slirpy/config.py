@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import enum
+import ipaddress
 from dataclasses import dataclass, field
 
 from slirpy.stack.config import StackConfig
@@ -39,5 +40,7 @@ class DaemonConfig:
     ready_fd: int | None = None
     exit_fd: int | None = None
     api_socket: str | None = None
+    outbound_addr: ipaddress.IPv4Address | None = None
+    """Source address of every outbound IPv4 host socket (``--outbound-addr``)."""
     debug: bool = False
     stack: StackConfig = field(default_factory=StackConfig)

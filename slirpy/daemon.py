@@ -124,7 +124,13 @@ class Daemon:
         self.loop = _new_event_loop()
         stack_config = dataclasses.replace(config.stack, vnet_hdr=offload)
         self.stack = Stack(stack_config, random.SystemRandom())
-        self.driver = Driver(self.loop, self.stack, tap_fd)
+        outbound = config.outbound_addr
+        self.driver = Driver(
+            self.loop,
+            self.stack,
+            tap_fd,
+            outbound_addr=None if outbound is None else str(outbound),
+        )
         self.resolv = ResolvWatcher()
         self.api: APIServer | None = None
         if config.api_socket is not None:

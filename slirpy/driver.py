@@ -43,12 +43,20 @@ class Driver:
     """Feeds one ``Stack`` from one TAP file descriptor on one event loop."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, stack: Stack, tap_fd: int
+        self,
+        loop: asyncio.AbstractEventLoop,
+        stack: Stack,
+        tap_fd: int,
+        *,
+        outbound_addr: str | None = None,
     ) -> None:
+        """``outbound_addr``: the source address of outbound host sockets."""
         self.loop = loop
         self.stack = stack
         self.tap_fd = tap_fd
         self.tx_dropped = 0
+        self._source = outbound_addr
+        self._bind = () if outbound_addr is None else (outbound_addr,)
         self._tcp: dict[int, HostTCP] = {}
         self._connecting: dict[int, asyncio.Task[None]] = {}
         self._udp: dict[int, HostUDP] = {}
@@ -202,6 +210,7 @@ class Driver:
                 self.loop,
                 self.kick,
                 self._tcp,
+                self._source,
             )
         )
         self._connecting[flow] = task
@@ -227,7 +236,9 @@ class Driver:
         host = self._udp.get(event.flow)
         if host is None:
             try:
-                host = HostUDP(self.stack, event.flow, self.loop, self.kick)
+                host = HostUDP(
+                    self.stack, event.flow, self.loop, self.kick, *self._bind
+                )
             except OSError as exc:
                 log.warning("cannot open a UDP socket: %s", exc)
                 self.stack.close_flow(event.flow)
@@ -239,7 +250,9 @@ class Driver:
         host = self._udp.get(event.flow)
         if not isinstance(host, HostPing):
             try:
-                host = HostPing(self.stack, event.flow, self.loop, self.kick)
+                host = HostPing(
+                    self.stack, event.flow, self.loop, self.kick, *self._bind
+                )
             except OSError as exc:
                 if not self._ping_refused:
                     self._ping_refused = True

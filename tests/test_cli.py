@@ -378,7 +378,6 @@ UNSUPPORTED = [
     pytest.param(["--enable-sandbox"], "enable-sandbox", id="enable-sandbox"),
     pytest.param(["--create-sandbox"], "create-sandbox", id="create-sandbox"),
     pytest.param(["--enable-seccomp"], "enable-seccomp", id="enable-seccomp"),
-    pytest.param(["--outbound-addr=10.1.1.1"], "outbound-addr", id="outbound-addr"),
     pytest.param(["--outbound-addr6=fd01::1"], "outbound-addr6", id="outbound-addr6"),
     pytest.param(["--target-type=netns"], "target-type", id="target-type"),
 ]
@@ -788,7 +787,7 @@ ABSENT_FROM_HELP = [
     "--enable-ipv6",
     "--enable-sandbox",
     "--enable-seccomp",
-    "--outbound-addr",
+    "--outbound-addr6",
     "--target-type",
 ]
 PRESENT_IN_HELP = [
@@ -799,6 +798,7 @@ PRESENT_IN_HELP = [
     "--api-socket",
     "--disable-dns",
     "--macaddress",
+    "--outbound-addr=",
 ]
 
 
@@ -1045,3 +1045,21 @@ def test_macaddress_option():
 def test_banner_mac_address():
     config = parse_ok(["-c", "--macaddress", "0e:d4:18:d9:38:fb", "1", "tap0"])
     assert "* MAC address:     0e:d4:18:d9:38:fb" in format_banner(config).splitlines()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("10.1.1.1", "10.1.1.1"), ("lo", "127.0.0.1")],
+    ids=["address", "interface"],
+)
+def test_outbound_addr_option(value: str, expected: str):
+    config = parse_ok([f"--outbound-addr={value}", "1", "tap0"])
+    assert str(config.outbound_addr) == expected
+
+
+@pytest.mark.parametrize("value", ["fd00::1", "no-such-if0", "999.1.1.1"])
+def test_outbound_addr_invalid(value: str, capsys: pytest.CaptureFixture[str]):
+    assert parse([f"--outbound-addr={value}", "1", "tap0"]) == 1
+    assert capsys.readouterr().err == (
+        "outbound-addr has to be valid ipv4 address or interface name.\n"
+    )

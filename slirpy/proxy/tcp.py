@@ -138,6 +138,7 @@ async def connect(
     loop: asyncio.AbstractEventLoop,
     kick: Callable[[], None],
     registry: dict[int, HostTCP],
+    source: str | None = None,
 ) -> None:
     """Connect the host side of ``flow``; accept or reject it in the stack.
 
@@ -147,7 +148,10 @@ async def connect(
     try:
         _, proto = await asyncio.wait_for(
             loop.create_connection(
-                lambda: HostTCP(stack, flow, loop, kick), host=host, port=port
+                lambda: HostTCP(stack, flow, loop, kick),
+                host=host,
+                port=port,
+                local_addr=None if source is None else (source, 0),
             ),
             CONNECT_TIMEOUT,
         )

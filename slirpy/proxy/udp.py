@@ -40,6 +40,7 @@ class HostUDP:
         flow: int,
         loop: asyncio.AbstractEventLoop,
         kick: Callable[[], None],
+        source: str = "0.0.0.0",
     ) -> None:
         self._stack = stack
         self._loop = loop
@@ -48,7 +49,7 @@ class HostUDP:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, self.PROTO)
         try:
             self.sock.setblocking(False)
-            self.sock.bind(("0.0.0.0", 0))
+            self.sock.bind((source, 0))
             loop.add_reader(self.sock.fileno(), self._readable)
         except OSError:
             self.sock.close()

@@ -1,12 +1,13 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Options that change what the guest sees: ``--disable-dns`` and ``--macaddress``."""
+"""Options that change what the guest or the host sees: ``--disable-dns``,
+``--macaddress``, ``--outbound-addr``."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from lab import DNS, Container, Lab, Server
+from lab import DNS, REMOTE, Container, Lab, Server, tcp_transfer, udp_echo
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -50,3 +51,31 @@ def test_macaddress(lab: Lab, container: Container) -> None:
     result = container.run(["ip", "-json", "link", "show", "dev", "tap0"])
     (link,) = json.loads(result.stdout)
     assert link["address"] == "0e:d4:18:d9:38:fb"
+
+
+OUTBOUND = "198.18.0.3"
+"""A second address of the host namespace's veth0, added by the test."""
+
+
+@pytest.mark.parametrize(
+    ("option", "source"),
+    [(OUTBOUND, OUTBOUND), ("veth0", REMOTE)],
+    ids=["address", "interface"],
+)
+def test_outbound_addr(
+    lab: Lab, container: Container, option: str, source: str
+) -> None:
+    """Every outbound host socket (TCP, UDP) leaves from ``--outbound-addr``."""
+    lab.host.run(["ip", "addr", "add", f"{OUTBOUND}/24", "dev", "veth0"])
+    lab.start_daemon(container, f"--outbound-addr={option}")
+    transfer = tcp_transfer(
+        lab,
+        container,
+        server_actions="send:rand:3:1000,shutwr",
+        client_actions="recv",
+        bind=REMOTE,
+        connect=REMOTE,
+    )
+    assert transfer.server["peer"].split(":")[0] == source
+    records = udp_echo(lab, container, bind=REMOTE, connect=REMOTE, count=3)
+    assert {r["peer"].split(":")[0] for r in records} == {source}
