@@ -56,7 +56,7 @@ class Driver:
         self.tap_fd = tap_fd
         self.tx_dropped = 0
         self._source = outbound_addr
-        self._bind = () if outbound_addr is None else (outbound_addr,)
+
         self._tcp: dict[int, HostTCP] = {}
         self._connecting: dict[int, asyncio.Task[None]] = {}
         self._udp: dict[int, HostUDP] = {}
@@ -195,9 +195,9 @@ class Driver:
         if self._debug:
             log.debug(
                 "tcp %s:%d -> %s:%d #%d",
-                socket.inet_ntoa(event.src_addr),
+                _ntop(event.src_addr),
                 event.src_port,
-                socket.inet_ntoa(event.dst_addr),
+                _ntop(event.dst_addr),
                 event.dst_port,
                 flow,
             )
@@ -237,7 +237,12 @@ class Driver:
         if host is None:
             try:
                 host = HostUDP(
-                    self.stack, event.flow, self.loop, self.kick, *self._bind
+                    self.stack,
+                    event.flow,
+                    self.loop,
+                    self.kick,
+                    *self._source_for(event.dst_addr),
+                    family=_family(event.dst_addr),
                 )
             except OSError as exc:
                 log.warning("cannot open a UDP socket: %s", exc)
@@ -251,7 +256,12 @@ class Driver:
         if not isinstance(host, HostPing):
             try:
                 host = HostPing(
-                    self.stack, event.flow, self.loop, self.kick, *self._bind
+                    self.stack,
+                    event.flow,
+                    self.loop,
+                    self.kick,
+                    *self._source_for(event.dst_addr),
+                    family=_family(event.dst_addr),
                 )
             except OSError as exc:
                 if not self._ping_refused:
@@ -266,3 +276,17 @@ class Driver:
                 return
             self._udp[event.flow] = host
         host.send_echo(event.dst_addr, event.seq, event.data)
+
+    def _source_for(self, addr: bytes) -> tuple[str, ...]:
+        """The source address to bind an outbound socket to, if any."""
+        if self._source is None or len(addr) == 16:
+            return ()
+        return (self._source,)
+
+
+def _family(addr: bytes) -> int:
+    return socket.AF_INET6 if len(addr) == 16 else socket.AF_INET
+
+
+def _ntop(addr: bytes) -> str:
+    return socket.inet_ntop(_family(addr), addr)

@@ -144,14 +144,16 @@ async def connect(
 
     On success the protocol is entered in ``registry`` before the SYN-ACK
     goes out, so the guest's first data always finds it."""
-    host = socket.inet_ntoa(addr)
+    host = socket.inet_ntop(
+        socket.AF_INET6 if len(addr) == 16 else socket.AF_INET, addr
+    )
     try:
         _, proto = await asyncio.wait_for(
             loop.create_connection(
                 lambda: HostTCP(stack, flow, loop, kick),
                 host=host,
                 port=port,
-                local_addr=None if source is None else (source, 0),
+                local_addr=None if source is None or len(addr) == 16 else (source, 0),
             ),
             CONNECT_TIMEOUT,
         )

@@ -22,6 +22,8 @@ from slirpy.stack.stack import Stack
 log = logging.getLogger(__name__)
 
 _ECHO_HEAD = struct.Struct("!BBHHH")
+_ECHO_REQUEST, _ECHO_REPLY = 8, 0
+_ECHO_REQUEST6, _ECHO_REPLY6 = 128, 129
 _RECV_BATCH = 64
 _RECV_SIZE = 65536
 
@@ -29,10 +31,12 @@ _RECV_SIZE = 65536
 class HostUDP:
     """The host socket of one UDP flow, read with ``loop.add_reader``."""
 
-    __slots__ = ("_kick", "_loop", "_stack", "flow", "sock")
+    __slots__ = ("_kick", "_loop", "_stack", "family", "flow", "sock")
 
     PROTO = 0
-    """The socket's protocol: 0 for UDP."""
+    """The socket's protocol for IPv4 (0: UDP) ..."""
+    PROTO6 = 0
+    """... and for IPv6."""
 
     def __init__(
         self,
@@ -40,15 +44,23 @@ class HostUDP:
         flow: int,
         loop: asyncio.AbstractEventLoop,
         kick: Callable[[], None],
-        source: str = "0.0.0.0",
+        source: str | None = None,
+        *,
+        family: int = socket.AF_INET,
     ) -> None:
         self._stack = stack
         self._loop = loop
         self._kick = kick
         self.flow = flow
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, self.PROTO)
+        v6 = family == socket.AF_INET6
+        self.family = family
+        self.sock = socket.socket(
+            family, socket.SOCK_DGRAM, self.PROTO6 if v6 else self.PROTO
+        )
         try:
             self.sock.setblocking(False)
+            if source is None:
+                source = "::" if v6 else "0.0.0.0"
             self.sock.bind((source, 0))
             loop.add_reader(self.sock.fileno(), self._readable)
         except OSError:
@@ -57,7 +69,7 @@ class HostUDP:
 
     def send(self, data: bytes, addr: bytes, port: int) -> None:
         try:
-            self.sock.sendto(data, (socket.inet_ntoa(addr), port))
+            self.sock.sendto(data, (socket.inet_ntop(self.family, addr), port))
         except OSError as exc:
             log.debug("udp #%d send failed: %s", self.flow, exc)
 
@@ -67,13 +79,14 @@ class HostUDP:
         now = self._loop.time()
         for _ in range(_RECV_BATCH):
             try:
-                data, (host, port) = recv(_RECV_SIZE)
+                data, peer = recv(_RECV_SIZE)
             except BlockingIOError:
                 break
             except OSError as exc:
                 log.debug("udp #%d receive failed: %s", self.flow, exc)
                 break
-            self._deliver(stack, socket.inet_aton(host), port, data, now)
+            host = socket.inet_pton(self.family, peer[0].split("%", 1)[0])
+            self._deliver(stack, host, peer[1], data, now)
         self._kick()
 
     def _deliver(
@@ -92,15 +105,18 @@ class HostPing(HostUDP):
     __slots__ = ()
 
     PROTO = socket.IPPROTO_ICMP
+    PROTO6 = socket.IPPROTO_ICMPV6
 
     def send_echo(self, addr: bytes, seq: int, payload: bytes) -> None:
         # The kernel fills in the identifier and the checksum.
-        self.send(_ECHO_HEAD.pack(8, 0, 0, 0, seq) + payload, addr, 0)
+        request = _ECHO_REQUEST6 if self.family == socket.AF_INET6 else _ECHO_REQUEST
+        self.send(_ECHO_HEAD.pack(request, 0, 0, 0, seq) + payload, addr, 0)
 
     def _deliver(
         self, stack: Stack, host: bytes, port: int, data: bytes, now: float
     ) -> None:
-        if len(data) < _ECHO_HEAD.size or data[0] != 0:
+        reply = _ECHO_REPLY6 if self.family == socket.AF_INET6 else _ECHO_REPLY
+        if len(data) < _ECHO_HEAD.size or data[0] != reply:
             return  # only echo replies come back on a ping socket
         seq = _ECHO_HEAD.unpack_from(data)[4]
         stack.ping_reply(self.flow, host, seq, data[_ECHO_HEAD.size :], now)

@@ -15,13 +15,18 @@ from dataclasses import dataclass, field
 from typing import Final
 
 DEFAULT_CIDR: Final = "10.0.2.0/24"
+DEFAULT_CIDR6: Final = "fd00::/64"
+ROUTER_LINK_LOCAL: Final = ipaddress.IPv6Address("fe80::2")
 DEFAULT_MTU: Final = 1500
 MIN_MTU: Final = 68
 MAX_MTU: Final = 65521
 
 
-def _mac_for(addr: ipaddress.IPv4Address) -> bytes:
-    """libslirp's MAC for a virtual IPv4 address: ``52:55`` then the 4 address bytes."""
+def _mac_for(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bytes:
+    """libslirp's MAC for a virtual address: ``52:55`` then the 4 address bytes
+    for IPv4, ``52:56`` then the last 4 bytes for IPv6."""
+    if addr.version == 6:
+        return b"\x52\x56" + addr.packed[-4:]
     return b"\x52\x55" + addr.packed
 
 
@@ -60,6 +65,11 @@ class StackConfig:
     mtu: int = DEFAULT_MTU
     disable_host_loopback: bool = False
     disable_dns: bool = False
+    enable_ipv6: bool = False
+    network6: ipaddress.IPv6Network = field(
+        default_factory=lambda: ipaddress.IPv6Network(DEFAULT_CIDR6)
+    )
+    """The IPv6 prefix advertised to the guest (``-6``); /64 for SLAAC."""
     vnet_hdr: bool = False
     """Frames in and out carry a ``virtio_net_hdr``; checksums and GSO are offloaded."""
     limits: Limits = field(default_factory=Limits)
@@ -84,6 +94,24 @@ class StackConfig:
     def guest(self) -> ipaddress.IPv4Address:
         """The recommended guest address (network+100), used by ``-c`` and the API."""
         return self.network.network_address + 100
+
+    @property
+    def host6(self) -> ipaddress.IPv6Address:
+        """The IPv6 address standing for the host's ``::1`` (prefix::2)."""
+        return self.network6.network_address + 2
+
+    @property
+    def dns6(self) -> ipaddress.IPv6Address:
+        return self.network6.network_address + 3
+
+    @property
+    def router_mac(self) -> bytes:
+        """The MAC of the IPv6 router (fe80::2) and of prefix::2."""
+        return _mac_for(ROUTER_LINK_LOCAL)
+
+    @property
+    def dns6_mac(self) -> bytes:
+        return _mac_for(self.dns6)
 
     @property
     def gateway_mac(self) -> bytes:

@@ -1,12 +1,14 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Builds the frames the stack sends to the guest: Ethernet, IPv4, and the
-transport header, with the checksum work handed to the kernel when it can be.
+"""Builds the frames the stack sends to the guest: Ethernet, IPv4 or IPv6, and
+the transport header, with the checksum work handed to the kernel when it can be.
 
-With the virtio-net header (``vnet_hdr``), TCP and UDP frames carry
-``NEEDS_CSUM``: the checksum field holds the pseudo-header sum and the kernel
-completes it; TCP frames larger than one segment carry a GSO type so the
-kernel cuts them into ``gso_size`` pieces. Without the header every checksum
-is computed here.
+The family follows the addresses: 4-byte addresses make an IPv4 packet,
+16-byte ones an IPv6 packet, so the callers (TCP connections, UDP flows) need
+not know which they have. With the virtio-net header (``vnet_hdr``), TCP and
+UDP frames carry ``NEEDS_CSUM``: the checksum field holds the pseudo-header
+sum and the kernel completes it; TCP frames larger than one segment carry a
+GSO type so the kernel cuts them into ``gso_size`` pieces. Without the header
+every checksum is computed here.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-from slirpy.stack.wire import ethernet, icmpv4, ipv4, udp
+from slirpy.stack.wire import ethernet, icmpv4, icmpv6, ipv4, ipv6, udp
 from slirpy.stack.wire.checksum import (
     add_sums,
     finish,
+    internet_checksum,
     ones_sum,
     pseudo_header_sum,
 )
@@ -27,28 +30,41 @@ _VNET: Final = struct.Struct("<BBHHHH")
 _VNET_NEEDS_CSUM: Final = 1
 _GSO_NONE: Final = 0
 _GSO_TCPV4: Final = 1
+_GSO_TCPV6: Final = 4
 _NO_VNET: Final = _VNET.pack(0, _GSO_NONE, 0, 0, 0, 0)
-_L4_START: Final = ethernet.HEADER_LEN + ipv4.HEADER_LEN
 _TCP_CSUM_OFFSET: Final = 16
 _UDP_CSUM_OFFSET: Final = 6
+_ICMPV6: Final = 58
 _H: Final = struct.Struct("!H")
 
 
 class Framer:
-    """Frames from the gateway's MAC toward the guest, for one stack."""
+    """Frames from the stack's MACs toward the guest, for one stack."""
 
-    __slots__ = ("_ident", "src_mac", "vnet_hdr")
+    __slots__ = ("_ident", "src_mac", "src_mac6", "vnet_hdr")
 
-    def __init__(self, src_mac: bytes, *, vnet_hdr: bool) -> None:
+    def __init__(
+        self, src_mac: bytes, *, vnet_hdr: bool, src_mac6: bytes | None = None
+    ) -> None:
         self.src_mac = src_mac
+        """Source MAC of ARP and IPv4 frames (the gateway's)."""
+        self.src_mac6 = src_mac6 or src_mac
+        """Source MAC of IPv6 frames (the router's)."""
         self.vnet_hdr = vnet_hdr
         self._ident = 0
 
-    def _ip(
-        self, src: bytes, dst: bytes, proto: int, length: int, ttl: int
-    ) -> bytearray:
+    def _head(
+        self, dst_mac: bytes, src: bytes, dst: bytes, proto: int, length: int, ttl: int
+    ) -> bytes:
+        """Ethernet and IP headers for a packet of ``length`` payload bytes."""
+        if len(src) == 16:
+            return ethernet.header(
+                dst_mac, self.src_mac6, ethernet.EtherType.IPV6
+            ) + ipv6.emit(src, dst, proto, length, ttl)
         self._ident = (self._ident + 1) & 0xFFFF
-        return ipv4.emit(src, dst, proto, length, ident=self._ident, ttl=ttl)
+        return ethernet.header(dst_mac, self.src_mac, ethernet.EtherType.IPV4) + bytes(
+            ipv4.emit(src, dst, proto, length, ident=self._ident, ttl=ttl)
+        )
 
     def raw(
         self,
@@ -74,43 +90,28 @@ class Framer:
         """A TCP segment; ``segment_header`` has a zero checksum field."""
         tcp_len = len(segment_header) + len(payload)
         pseudo = pseudo_header_sum(src, dst, 6, tcp_len)
+        head = self._head(dst_mac, src, dst, 6, tcp_len, 64)
         if self.vnet_hdr:
             _H.pack_into(segment_header, _TCP_CSUM_OFFSET, pseudo)
-            hdr_len = _L4_START + len(segment_header)
+            l4_start = len(head)
+            hdr_len = l4_start + len(segment_header)
             if len(payload) > gso_size:
-                vnet = _VNET.pack(
-                    _VNET_NEEDS_CSUM,
-                    _GSO_TCPV4,
-                    hdr_len,
-                    gso_size,
-                    _L4_START,
-                    _TCP_CSUM_OFFSET,
-                )
+                gso_type = _GSO_TCPV6 if len(src) == 16 else _GSO_TCPV4
             else:
-                vnet = _VNET.pack(
-                    _VNET_NEEDS_CSUM, _GSO_NONE, hdr_len, 0, _L4_START, _TCP_CSUM_OFFSET
-                )
-            return b"".join(
-                (
-                    vnet,
-                    ethernet.header(dst_mac, self.src_mac, ethernet.EtherType.IPV4),
-                    self._ip(src, dst, 6, tcp_len, 64),
-                    segment_header,
-                    payload,
-                )
+                gso_type, gso_size = _GSO_NONE, 0
+            vnet = _VNET.pack(
+                _VNET_NEEDS_CSUM,
+                gso_type,
+                hdr_len,
+                gso_size,
+                l4_start,
+                _TCP_CSUM_OFFSET,
             )
+            return b"".join((vnet, head, segment_header, payload))
+        # TCP headers are 4-byte multiples, so summing the parts is exact.
         total = add_sums(ones_sum(segment_header, pseudo), ones_sum(payload))
-        # An odd-length header is impossible (TCP headers are 4-byte multiples),
-        # so summing the two parts separately is exact.
         _H.pack_into(segment_header, _TCP_CSUM_OFFSET, finish(total))
-        return b"".join(
-            (
-                ethernet.header(dst_mac, self.src_mac, ethernet.EtherType.IPV4),
-                self._ip(src, dst, 6, tcp_len, 64),
-                segment_header,
-                payload,
-            )
-        )
+        return b"".join((head, segment_header, payload))
 
     def udp(
         self,
@@ -123,30 +124,23 @@ class Framer:
     ) -> bytes:
         udp_len = udp.HEADER_LEN + len(payload)
         pseudo = pseudo_header_sum(src, dst, 17, udp_len)
-        head = ethernet.header(dst_mac, self.src_mac, ethernet.EtherType.IPV4)
+        head = self._head(dst_mac, src, dst, 17, udp_len, 64)
         if self.vnet_hdr:
+            l4_start = len(head)
             vnet = _VNET.pack(
-                _VNET_NEEDS_CSUM, _GSO_NONE, _L4_START + 8, 0, _L4_START, 6
+                _VNET_NEEDS_CSUM,
+                _GSO_NONE,
+                l4_start + udp.HEADER_LEN,
+                0,
+                l4_start,
+                _UDP_CSUM_OFFSET,
             )
-            return b"".join(
-                (
-                    vnet,
-                    head,
-                    self._ip(src, dst, 17, udp_len, 64),
-                    udp.emit(src_port, dst_port, len(payload), pseudo),
-                    payload,
-                )
-            )
+            udp_head = udp.emit(src_port, dst_port, len(payload), pseudo)
+            return b"".join((vnet, head, udp_head, payload))
         hdr = udp.emit(src_port, dst_port, len(payload))
         csum = finish(add_sums(ones_sum(hdr, pseudo), ones_sum(payload))) or 0xFFFF
-        return b"".join(
-            (
-                head,
-                self._ip(src, dst, 17, udp_len, 64),
-                udp.emit(src_port, dst_port, len(payload), csum),
-                payload,
-            )
-        )
+        udp_head = udp.emit(src_port, dst_port, len(payload), csum)
+        return b"".join((head, udp_head, payload))
 
     def icmp(
         self,
@@ -157,9 +151,28 @@ class Framer:
         ttl: int = 64,
     ) -> bytes:
         """An ICMP message (already checksummed by ``icmpv4.emit``)."""
-        head = ethernet.header(dst_mac, self.src_mac, ethernet.EtherType.IPV4)
-        ip = self._ip(src, dst, 1, len(message), ttl)
-        frame = head + ip + message
+        frame = self._head(dst_mac, src, dst, 1, len(message), ttl) + message
+        return _NO_VNET + frame if self.vnet_hdr else frame
+
+    def icmpv6(
+        self,
+        dst_mac: bytes,
+        src: bytes,
+        dst: bytes,
+        typ: int,
+        code: int,
+        body: bytes | memoryview,
+        hop_limit: int = 64,
+    ) -> bytes:
+        """An ICMPv6 message; its checksum covers the IPv6 pseudo-header."""
+        message = icmpv6.emit(typ, code, body)
+        csum = internet_checksum(
+            message, pseudo_header_sum(src, dst, _ICMPV6, len(message))
+        )
+        message = message[:2] + _H.pack(csum) + message[4:]
+        frame = (
+            self._head(dst_mac, src, dst, _ICMPV6, len(message), hop_limit) + message
+        )
         return _NO_VNET + frame if self.vnet_hdr else frame
 
 

@@ -16,11 +16,13 @@ address the guest sent to; ``reverse`` covers what no flow remembers.
 from __future__ import annotations
 
 import enum
+import ipaddress
 from typing import Final
 
 from slirpy.stack.config import StackConfig
 
 LOOPBACK: Final = bytes((127, 0, 0, 1))
+LOOPBACK6: Final = ipaddress.IPv6Address("::1").packed
 LIMITED_BROADCAST: Final = b"\xff\xff\xff\xff"
 DNS_PORT: Final = 53
 _V4_MAPPED_PREFIX: Final = b"\x00" * 10 + b"\xff\xff"
@@ -40,11 +42,15 @@ class NAT:
         "_broadcast",
         "_disable_dns",
         "_disable_loopback",
+        "_net6",
         "_net_mask",
         "_net_prefix",
         "dns",
+        "dns6",
         "dns_upstream",
+        "dns_upstream6",
         "gateway",
+        "host6",
     )
 
     def __init__(self, config: StackConfig) -> None:
@@ -57,9 +63,16 @@ class NAT:
         self._disable_dns = config.disable_dns
         self.dns_upstream: bytes | None = None
         """The host-side resolver (packed IPv4), or None when none is known."""
+        self.host6 = config.host6.packed
+        self.dns6 = config.dns6.packed
+        self._net6 = config.network6
+        self.dns_upstream6: bytes | None = None
+        """The host-side IPv6 resolver (packed), or None when none is known."""
 
     def outbound(self, dst: bytes, port: int) -> tuple[bytes, int] | Verdict:
         """The host-side destination for a guest packet to ``dst:port``."""
+        if len(dst) == 16:
+            return self._outbound6(dst, port)
         if dst == self.gateway or dst == LIMITED_BROADCAST:
             if self._disable_loopback:
                 return Verdict.UNREACHABLE
@@ -75,6 +88,27 @@ class NAT:
             return Verdict.DROP
         if int.from_bytes(dst) & self._net_mask == self._net_prefix:
             return Verdict.UNREACHABLE
+        return dst, port
+
+    def _outbound6(self, dst: bytes, port: int) -> tuple[bytes, int] | Verdict:
+        """The IPv6 rules: prefix::2 is the host's ``::1``, prefix::3:53 the
+        host's IPv6 resolver; the rest of the prefix does not exist; link-local,
+        multicast, loopback and unspecified destinations stay here."""
+        if dst == self.host6:
+            if self._disable_loopback:
+                return Verdict.UNREACHABLE
+            return LOOPBACK6, port
+        if dst == self.dns6 and not self._disable_dns:
+            if port != DNS_PORT or self.dns_upstream6 is None:
+                return Verdict.UNREACHABLE
+            return self.dns_upstream6, port
+        addr = ipaddress.IPv6Address(dst)
+        if addr in self._net6:
+            return Verdict.UNREACHABLE
+        if addr.is_link_local or addr.is_multicast or addr.is_loopback:
+            return Verdict.DROP
+        if addr.is_unspecified or addr.ipv4_mapped is not None:
+            return Verdict.DROP
         return dst, port
 
     def inbound_source(self, client: bytes) -> bytes:
@@ -94,6 +128,10 @@ class NAT:
 
     def reverse(self, src: bytes, port: int) -> bytes:
         """The guest-side source for a host packet from ``src:port``."""
+        if len(src) == 16:
+            if src == self.dns_upstream6 and port == DNS_PORT:
+                return self.dns6
+            return self.host6 if src == LOOPBACK6 else src
         if self.dns_upstream is not None and src == self.dns_upstream and port == 53:
             return self.dns
         if src[0] == 127:

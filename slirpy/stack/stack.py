@@ -36,10 +36,11 @@ neighbour table and the per-connection buffers.
 from __future__ import annotations
 
 import enum
+import struct
 from collections import OrderedDict
 from typing import Final, Protocol
 
-from slirpy.stack import dhcp, nat
+from slirpy.stack import dhcp, nat, ndp
 from slirpy.stack.config import StackConfig
 from slirpy.stack.dhcp import DHCPServer
 from slirpy.stack.errors import TruncatedError, WireError
@@ -53,17 +54,31 @@ from slirpy.stack.events import (
 from slirpy.stack.flows import FlowTable, UDPFlow, UDPKey
 from slirpy.stack.framing import VNET_HDR_LEN, Framer, icmp_unreachable
 from slirpy.stack.nat import NAT, Verdict
+from slirpy.stack.ndp import NeighborDiscovery
 from slirpy.stack.stats import Stats
 from slirpy.stack.tcp.connection import TCPConnection
 from slirpy.stack.tcp.state import TCPState
-from slirpy.stack.wire import arp, ethernet, icmpv4, ipv4, tcp, udp
+from slirpy.stack.wire import arp, ethernet, icmpv4, icmpv6, ipv4, ipv6, tcp, udp
 from slirpy.stack.wire.dhcpv4 import DHCPMessage
 from slirpy.stack.wire.icmpv4 import ICMPType, UnreachableCode
+from slirpy.stack.wire.icmpv6 import ICMPv6Type
 from slirpy.stack.wire.tcp import ACK, FIN, RST, SYN
 
 _ICMP_QUOTE_EXTRA: Final = 8
 _MAX_PENDING_DATAGRAMS: Final = 16
 _ICMP: Final = "icmp"
+_STACK_TIMER: Final = 0
+"""The timer heap's id for the stack's own timer (router advertisements)."""
+_ICMPV6_QUOTE_MAX: Final = 1280 - 40 - 8
+_ECHO_ID_SEQ: Final = struct.Struct("!HH")
+_ND_TYPES: Final = frozenset(
+    (
+        ICMPv6Type.ROUTER_SOLICITATION,
+        ICMPv6Type.NEIGHBOR_SOLICITATION,
+        ICMPv6Type.NEIGHBOR_ADVERTISEMENT,
+    )
+)
+IPHeader = ipv4.IPv4Header | ipv6.IPv6Header
 
 
 class RandomSource(Protocol):
@@ -92,7 +107,9 @@ class Stack:
         self.nat = NAT(config)
         self.flows = FlowTable()
         self._rng = rng
-        self._framer = Framer(config.gateway_mac, vnet_hdr=config.vnet_hdr)
+        self._framer = Framer(
+            config.gateway_mac, vnet_hdr=config.vnet_hdr, src_mac6=config.router_mac
+        )
         self._vnet = config.vnet_hdr
         self._out: list[bytes] = []
         self._events: list[Event] = []
@@ -107,6 +124,17 @@ class Stack:
         self._arp_answers = {self._gateway: config.gateway_mac}
         if not config.disable_dns:
             self._arp_answers[self._dns] = config.dns_mac
+        self._ipv6 = config.enable_ipv6
+        self._ndp = NeighborDiscovery(config, self._framer, self._dns_upstream6)
+        self._our_addrs6 = frozenset(self._ndp.answers)
+        self._our_macs6 = frozenset((config.router_mac, config.dns6_mac))
+        self._host6 = config.host6.packed
+        if self._ipv6:
+            # The first router advertisement goes out at the first timer call.
+            self.flows.schedule(_STACK_TIMER, 0.0)
+
+    def _dns_upstream6(self) -> bytes | None:
+        return self.nat.dns_upstream6
 
     # ================================================================ driver API
 
@@ -155,6 +183,13 @@ class Stack:
     def handle_timer(self, now: float) -> None:
         flows = self.flows
         for flow in flows.pop_due(now):
+            if flow == _STACK_TIMER:
+                self._out.append(self._ndp.advertisement())
+                interval = ndp.MIN_INTERVAL + (ndp.MAX_INTERVAL - ndp.MIN_INTERVAL) * (
+                    self._rng.getrandbits(16) / 0xFFFF
+                )
+                flows.schedule(_STACK_TIMER, now + interval)
+                continue
             conn = flows.tcp_by_id.get(flow)
             if conn is not None:
                 if conn.timer_at is not None and conn.timer_at <= now:
@@ -242,7 +277,8 @@ class Stack:
         uflow = self.flows.udp_by_id.get(flow)
         if uflow is None:
             return
-        if len(data) > self.config.mtu - ipv4.HEADER_LEN - udp.HEADER_LEN:
+        ip_len = ipv4.HEADER_LEN if len(uflow.guest_ip) == 4 else ipv6.HEADER_LEN
+        if len(data) > self.config.mtu - ip_len - udp.HEADER_LEN:
             self.stats.udp_oversize_dropped += 1
             return
         guest_side = uflow.peers.get((src, src_port))
@@ -372,12 +408,17 @@ class Stack:
         elif ethertype == ethernet.EtherType.ARP:
             self._receive_arp(payload)
         elif ethertype == ethernet.EtherType.IPV6:
-            self.stats.rx_ipv6 += 1
+            if not self._ipv6:
+                self.stats.rx_ipv6 += 1
+            elif eth.dst in self._our_macs6 or eth.dst[:2] == b"\x33\x33":
+                self._receive_ipv6(eth.src, payload, now)
+            else:
+                self.stats.rx_not_for_us += 1
         else:
             self.stats.rx_unknown_ethertype += 1
 
     def _learn(self, ip: bytes, mac: bytes) -> None:
-        if ip == b"\x00\x00\x00\x00" or mac[0] & 1:
+        if not any(ip) or mac[0] & 1 or (len(ip) == 16 and ip[0] == 0xFF):
             return
         table = self._neighbours
         if table.get(ip) != mac:
@@ -437,13 +478,45 @@ class Stack:
         else:
             self.stats.rx_unknown_protocol += 1
 
-    def _quote(self, ip: ipv4.IPv4Header, packet: memoryview) -> bytes:
+    def _receive_ipv6(self, src_mac: bytes, buf: memoryview, now: float) -> None:
+        ip, payload = ipv6.IPv6Header.parse(buf)
+        self._learn(ip.src, src_mac)
+        nh = ip.next_header
+        if nh == ipv4.IPProtocol.TCP:
+            self._receive_tcp(src_mac, ip, buf, payload, now)
+        elif nh == ipv4.IPProtocol.UDP:
+            self._receive_udp(src_mac, ip, buf, payload, now)
+        elif nh == ipv4.IPProtocol.ICMPV6:
+            self._receive_icmpv6(src_mac, ip, payload, now)
+        elif nh == ipv6.NEXT_FRAGMENT:
+            self.stats.rx_fragments += 1
+        else:
+            self.stats.rx_unknown_protocol += 1
+
+    def _quote(self, ip: IPHeader, packet: memoryview) -> bytes:
+        """The start of ``packet`` for an ICMP error: the header and 8 bytes
+        (RFC 792), or as much as fits the IPv6 minimum MTU (RFC 4443 §3.1)."""
+        if isinstance(ip, ipv6.IPv6Header):
+            return bytes(packet[:_ICMPV6_QUOTE_MAX])
         return bytes(packet[: ip.header_len + _ICMP_QUOTE_EXTRA])
 
     def _send_unreachable(
         self, mac: bytes, dst: bytes, code: int, quote: bytes | memoryview
     ) -> None:
         self.stats.icmp_unreachable_sent += 1
+        if len(dst) == 16:
+            code6 = 3 if code == UnreachableCode.HOST else 0  # address / no route
+            self._out.append(
+                self._framer.icmpv6(
+                    mac,
+                    self._host6,
+                    dst,
+                    ICMPv6Type.DEST_UNREACHABLE,
+                    code6,
+                    bytes(4) + bytes(quote),
+                )
+            )
+            return
         self._out.append(
             self._framer.icmp(mac, self._gateway, dst, icmp_unreachable(code, quote))
         )
@@ -461,17 +534,50 @@ class Stack:
             self.stats.icmp_echo_replies += 1
             self._out.append(self._framer.icmp(src_mac, ip.dst, ip.src, reply, ttl=255))
             return
+        self._ping(src_mac, ip, icmp.ident, icmp.seq, body, now)
+
+    def _receive_icmpv6(
+        self, src_mac: bytes, ip: ipv6.IPv6Header, payload: memoryview, now: float
+    ) -> None:
+        icmp, body = icmpv6.ICMPv6Header.parse(payload)
+        typ = icmp.type
+        if typ == ICMPv6Type.ECHO_REQUEST:
+            if len(body) < 4:
+                raise TruncatedError("ICMPv6 echo request too short")
+            ident, seq = _ECHO_ID_SEQ.unpack_from(body)
+            if ip.dst in self._our_addrs6:
+                self.stats.icmp_echo_replies += 1
+                self._out.append(
+                    self._framer.icmpv6(
+                        src_mac, ip.dst, ip.src, ICMPv6Type.ECHO_REPLY, 0, body, 255
+                    )
+                )
+                return
+            self._ping(src_mac, ip, ident, seq, body[4:], now)
+        elif typ in _ND_TYPES:
+            self._ndp.receive(src_mac, ip.src, typ, body, self._out, self._learn)
+
+    def _ping(
+        self,
+        src_mac: bytes,
+        ip: IPHeader,
+        ident: int,
+        seq: int,
+        body: memoryview,
+        now: float,
+    ) -> None:
+        """An echo request for another host: a ping flow per echo identifier."""
         verdict = self.nat.outbound(ip.dst, 0)
         if isinstance(verdict, Verdict):
             self.stats.icmp_echo_dropped += 1
             return
-        key = (ip.src, icmp.ident, _ICMP)
+        key = (ip.src, ident, _ICMP)
         flow = self.flows.udp_by_key.get(key)
         if flow is None:
             flow = self._new_udp_flow(
                 key,
                 ip.src,
-                icmp.ident,
+                ident,
                 src_mac,
                 self.config.limits.icmp_timeout,
                 now,
@@ -480,7 +586,7 @@ class Stack:
             self.flows.touch_udp(flow, now)
         flow.remember_peer((verdict[0], 0), ip.dst)
         self.stats.icmp_echo_requests += 1
-        self._events.append(PingRequest(flow.flow, verdict[0], icmp.seq, bytes(body)))
+        self._events.append(PingRequest(flow.flow, verdict[0], seq, bytes(body)))
 
     def ping_reply(
         self, flow: int, src: bytes, seq: int, data: bytes | memoryview, now: float
@@ -491,8 +597,21 @@ class Stack:
             return
         guest_side = uflow.peers.get((src, 0)) or self.nat.reverse(src, 0)
         self.flows.touch_udp(uflow, now)
-        reply = icmpv4.emit(ICMPType.ECHO_REPLY, 0, uflow.guest_port, seq, data)
         self.stats.icmp_echo_replies += 1
+        if len(src) == 16:
+            body = _ECHO_ID_SEQ.pack(uflow.guest_port, seq) + bytes(data)
+            self._out.append(
+                self._framer.icmpv6(
+                    uflow.guest_mac,
+                    guest_side,
+                    uflow.guest_ip,
+                    ICMPv6Type.ECHO_REPLY,
+                    0,
+                    body,
+                )
+            )
+            return
+        reply = icmpv4.emit(ICMPType.ECHO_REPLY, 0, uflow.guest_port, seq, data)
         self._out.append(
             self._framer.icmp(uflow.guest_mac, guest_side, uflow.guest_ip, reply)
         )
@@ -502,7 +621,7 @@ class Stack:
     def _receive_udp(
         self,
         src_mac: bytes,
-        ip: ipv4.IPv4Header,
+        ip: IPHeader,
         packet: memoryview,
         payload: memoryview,
         now: float,
@@ -519,7 +638,7 @@ class Stack:
                 UDPDatagram(inbound.flow, ip.dst, hdr.dst_port, bytes(data))
             )
             return
-        if hdr.dst_port == dhcp.SERVER_PORT:
+        if hdr.dst_port == dhcp.SERVER_PORT and len(ip.src) == 4:
             self._receive_dhcp(src_mac, data)
             return
         if hdr.dst_port == dhcp.CLIENT_PORT or hdr.src_port == 0 or hdr.dst_port == 0:
@@ -535,7 +654,7 @@ class Stack:
             return
         host_addr, host_port = verdict
         key = (ip.src, hdr.src_port)
-        is_dns = ip.dst == self._dns
+        is_dns = ip.dst == self._dns or ip.dst == self.nat.dns6
         limits = self.config.limits
         uflow = self.flows.udp_by_key.get(key)
         if uflow is None:
@@ -600,7 +719,7 @@ class Stack:
     def _receive_tcp(
         self,
         src_mac: bytes,
-        ip: ipv4.IPv4Header,
+        ip: IPHeader,
         packet: memoryview,
         payload: memoryview,
         now: float,
@@ -628,7 +747,7 @@ class Stack:
     def _new_connection(
         self,
         src_mac: bytes,
-        ip: ipv4.IPv4Header,
+        ip: IPHeader,
         hdr: tcp.TCPHeader,
         packet: memoryview,
         now: float,
@@ -689,7 +808,7 @@ class Stack:
         )
 
     def _reset_unknown(
-        self, src_mac: bytes, ip: ipv4.IPv4Header, hdr: tcp.TCPHeader, data_len: int
+        self, src_mac: bytes, ip: IPHeader, hdr: tcp.TCPHeader, data_len: int
     ) -> None:
         """RFC 9293 §3.10.7.1: an RST for a segment of no known connection."""
         if hdr.flags & ACK:

@@ -181,7 +181,8 @@ class TCPConnection:
         self._emit = emit
         self._mark_dirty = mark_dirty
         self._stats = stats
-        self.local_mss = min(mtu - 40, _MAX_IP_PAYLOAD - 20)
+        ip_header = 20 if len(guest_ip) == 4 else 40
+        self.local_mss = min(mtu - ip_header - 20, _MAX_IP_PAYLOAD - 20)
         self.state = TCPState.CLOSED
         self.accepted = False
         self.syn_quote = b""

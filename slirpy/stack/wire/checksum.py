@@ -15,6 +15,7 @@ import struct
 from typing import Final
 
 _PSEUDO: Final = struct.Struct("!4s4sBBH")
+_PSEUDO6: Final = struct.Struct("!16s16sIxxxB")
 
 
 def ones_sum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
@@ -46,5 +47,8 @@ def internet_checksum(data: bytes | bytearray | memoryview, initial: int = 0) ->
 
 
 def pseudo_header_sum(src: bytes, dst: bytes, protocol: int, length: int) -> int:
-    """Folded sum of the IPv4 pseudo-header (RFC 793 §3.1, RFC 768)."""
+    """Folded sum of the pseudo-header: IPv4 (RFC 793 §3.1, RFC 768) for 4-byte
+    addresses, IPv6 (RFC 8200 §8.1) for 16-byte ones."""
+    if len(src) == 16:
+        return ones_sum(_PSEUDO6.pack(src, dst, length, protocol))
     return ones_sum(_PSEUDO.pack(src, dst, 0, protocol, length))

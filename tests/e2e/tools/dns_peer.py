@@ -30,10 +30,15 @@ TYPE_A = 1
 CLASS_IN = 1
 
 
+def family(host: str) -> socket.AddressFamily:
+    """The socket family for a literal address."""
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 def parse_hostport(text: str) -> tuple[str, int]:
     """Split ``HOST:PORT``."""
     host, _, port = text.rpartition(":")
-    return host, int(port)
+    return host.strip("[]"), int(port)
 
 
 def encode_name(name: str) -> bytes:
@@ -98,10 +103,10 @@ def recv_exact(sock: socket.socket, size: int) -> bytes:
 def serve(args: argparse.Namespace) -> int:
     """Answer queries on UDP and TCP until the deadline."""
     host, port = parse_hostport(args.listen)
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp = socket.socket(family(host), socket.SOCK_DGRAM)
     udp.bind((host, port))
     port = udp.getsockname()[1]
-    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    tcp = socket.socket(family(host), socket.SOCK_STREAM)
     tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     tcp.bind((host, port))
     tcp.listen(16)
@@ -170,7 +175,7 @@ def query(args: argparse.Namespace) -> int:
                 (size,) = struct.unpack("!H", recv_exact(sock, 2))
                 reply = recv_exact(sock, size)
         else:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            with socket.socket(family(server[0]), socket.SOCK_DGRAM) as sock:
                 sock.connect(server)
                 reply = b""
                 for _ in range(args.tries):

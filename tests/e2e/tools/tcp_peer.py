@@ -44,10 +44,15 @@ def emit(obj: dict[str, Any]) -> None:
         print(json.dumps(obj, sort_keys=True), flush=True)
 
 
+def family(host: str) -> socket.AddressFamily:
+    """The socket family for a literal address."""
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 def parse_hostport(text: str) -> tuple[str, int]:
     """Split ``HOST:PORT``."""
     host, _, port = text.rpartition(":")
-    return host, int(port)
+    return host.strip("[]"), int(port)
 
 
 def do_send(sock: socket.socket, spec: str) -> dict[str, Any]:
@@ -149,7 +154,7 @@ def handle(sock: socket.socket, actions: list[str], index: int, timeout: float) 
 def serve(args: argparse.Namespace, actions: list[str]) -> int:
     """Accept ``--count`` connections, each in its own thread."""
     host, port = parse_hostport(args.listen)
-    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock = socket.socket(family(host), socket.SOCK_STREAM)
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     lsock.bind((host, port))
     lsock.listen(128)
@@ -180,7 +185,7 @@ def serve(args: argparse.Namespace, actions: list[str]) -> int:
 def connect_one(args: argparse.Namespace, actions: list[str], index: int) -> bool:
     """Open one client connection and run the actions on it."""
     host, port = parse_hostport(args.connect)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(family(host), socket.SOCK_STREAM)
     sock.settimeout(args.timeout)
     try:
         sock.connect((host, port))

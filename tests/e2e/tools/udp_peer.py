@@ -24,16 +24,22 @@ import time
 from typing import Any
 
 
+def family(host: str) -> socket.AddressFamily:
+    """The socket family for a literal address."""
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 def parse_hostport(text: str) -> tuple[str, int]:
     """Split ``HOST:PORT``."""
     host, _, port = text.rpartition(":")
-    return host, int(port)
+    return host.strip("[]"), int(port)
 
 
 def serve(args: argparse.Namespace) -> int:
     """Echo datagrams until ``--count`` of them or the deadline."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(parse_hostport(args.listen))
+    listen = parse_hostport(args.listen)
+    sock = socket.socket(family(listen[0]), socket.SOCK_DGRAM)
+    sock.bind(listen)
     print(f"LISTEN {sock.getsockname()[1]}", flush=True)
     deadline = time.monotonic() + args.timeout
     for _ in range(args.count):
@@ -58,11 +64,12 @@ def serve(args: argparse.Namespace) -> int:
 
 def client(args: argparse.Namespace) -> int:
     """Send datagrams and check each echo."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server = parse_hostport(args.connect)
+    sock = socket.socket(family(server[0]), socket.SOCK_DGRAM)
     summary: dict[str, Any] = {"sent": 0, "echoed": 0, "resends": 0, "error": None}
     deadline = time.monotonic() + args.timeout
     try:
-        sock.connect(parse_hostport(args.connect))
+        sock.connect(server)
         summary["local"] = "{}:{}".format(*sock.getsockname()[:2])
         for i in range(args.count):
             size = 1 + (i * 7919) % args.size
