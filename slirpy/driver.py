@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 
-from slirpy.proxy.forward import HostForwarder
+from slirpy.proxy.forward import HostForwarder, SocketFactory
 from slirpy.proxy.tcp import HostTCP, connect
 from slirpy.proxy.udp import HostPing, HostUDP
 from slirpy.stack.events import (
@@ -49,6 +49,7 @@ class Driver:
         tap_fd: int,
         *,
         outbound_addr: str | None = None,
+        ns_sockets: SocketFactory | None = None,
     ) -> None:
         """``outbound_addr``: the source address of outbound host sockets."""
         self.loop = loop
@@ -66,7 +67,7 @@ class Driver:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._debug = log.isEnabledFor(logging.DEBUG)
-        self.forwarder = HostForwarder(loop, stack, self.kick, self._tcp)
+        self.forwarder = HostForwarder(loop, stack, self.kick, self._tcp, ns_sockets)
 
     def start(self) -> None:
         os.set_blocking(self.tap_fd, False)

@@ -86,7 +86,8 @@ class AddHostFwd:
 
     ``host_port`` 0 asks for a free port.  ``guest_addr`` None means the
     default guest (network+100), which the caller resolves.  ``splice`` asks
-    for the in-namespace zero-copy path (a slirpy extension).
+    for (True) or against (False) the in-namespace zero-copy path for loopback
+    clients, a slirpy extension; None leaves it to the daemon's default.
     """
 
     proto: Proto
@@ -94,7 +95,7 @@ class AddHostFwd:
     host_port: int
     guest_addr: ipaddress.IPv4Address | None
     guest_port: int
-    splice: bool = False
+    splice: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,9 +250,12 @@ def _parse_add(args: dict[str, object]) -> AddHostFwd | BadRequest:
     guest_port = _port(args.get("guest_port"), 1)
     if guest_port is None:
         return BadRequest(BAD_GUEST_PORT)
-    splice = args.get("splice", False)
-    if not isinstance(splice, bool):
-        return BadRequest(BAD_SPLICE)
+    splice: bool | None = None
+    if "splice" in args:
+        value = args["splice"]
+        if not isinstance(value, bool):
+            return BadRequest(BAD_SPLICE)
+        splice = value
     return AddHostFwd(
         proto=proto,
         host_addr=host_addr,

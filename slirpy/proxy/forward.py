@@ -18,6 +18,15 @@ IPv6 with ``IPV6_V6ONLY`` so that both families can be forwarded separately).
   expiring like any UDP flow; the guest's replies come back as that flow's
   ``UDPDatagram`` events and leave through the rule's socket to the client.
 
+* Splice (``--port-splice``, or ``"splice": true`` in the API): a client on
+  the host's loopback is not relayed through the stack at all. A socket made
+  inside the container's network namespace (``slirpy.tap.nsocket``) connects
+  to the guest port from there, and ``SpliceRelay`` moves the bytes between
+  the two kernel sockets with ``os.splice``. The guest then sees the
+  connection come from its own address, not from the gateway: that is why it
+  is a choice. Clients from other addresses keep the stack's path, so the
+  guest still sees their real address.
+
 Removing a rule closes its listener at once; connections already relayed go
 on until they end.
 """
@@ -26,14 +35,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import ipaddress
 import itertools
 import logging
 import socket
 import struct
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, Protocol
 
+from slirpy.proxy.splice import SpliceRelay
 from slirpy.proxy.tcp import HostTCP
 from slirpy.stack.stack import Stack
 
@@ -58,11 +69,19 @@ class ForwardRule:
     """The port actually bound (the chosen one when 0 was asked for)."""
     guest_addr: ipaddress.IPv4Address
     guest_port: int
+    splice: bool = False
+    """Loopback clients take the zero-copy path."""
 
 
 def _packed(host: str) -> bytes:
     addr = ipaddress.ip_address(host.split("%", 1)[0])
     return addr.packed
+
+
+class SocketFactory(Protocol):
+    """Makes sockets inside the container's network namespace."""
+
+    def new_socket(self, family: int) -> socket.socket: ...
 
 
 class _Listener:
@@ -112,8 +131,13 @@ class HostForwarder:
         stack: Stack,
         kick: Callable[[], None],
         tcp_registry: dict[int, HostTCP],
+        ns_sockets: SocketFactory | None = None,
     ) -> None:
+        """``ns_sockets`` makes sockets in the container's namespace; without
+        it no rule can splice."""
         self._loop = loop
+        self._ns_sockets = ns_sockets
+        self._relays: set[SpliceRelay] = set()
         self._stack = stack
         self._kick = kick
         self._tcp = tcp_registry
@@ -129,8 +153,13 @@ class HostForwarder:
         host_port: int,
         guest_addr: ipaddress.IPv4Address,
         guest_port: int,
+        *,
+        splice: bool = False,
     ) -> ForwardRule:
-        """Bind the host socket and start forwarding; OSError if binding fails."""
+        """Bind the host socket and start forwarding; OSError if binding fails
+        (or ``splice`` is asked for where it is not available)."""
+        if splice and (proto != "tcp" or self._ns_sockets is None):
+            raise OSError(errno.EOPNOTSUPP, "splice needs TCP and --port-splice")
         v6 = host_addr.version == 6
         family = socket.AF_INET6 if v6 else socket.AF_INET
         kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
@@ -148,7 +177,13 @@ class HostForwarder:
             raise
         bound_port = sock.getsockname()[1]
         rule = ForwardRule(
-            next(self._ids), proto, host_addr, bound_port, guest_addr, guest_port
+            next(self._ids),
+            proto,
+            host_addr,
+            bound_port,
+            guest_addr,
+            guest_port,
+            splice,
         )
         listener = _Listener(rule, sock)
         callback = self._accept if proto == "tcp" else self._datagrams
@@ -182,6 +217,8 @@ class HostForwarder:
     def close(self) -> None:
         for rule_id in list(self._rules):
             self.remove(rule_id)
+        for relay in list(self._relays):
+            relay.close()
 
     # ------------------------------------------------------------------- TCP
 
@@ -196,6 +233,9 @@ class HostForwarder:
             except OSError as exc:
                 log.warning("accept on forward #%d failed: %s", rule.id, exc)
                 break
+            if rule.splice and _is_loopback(addr[0]):
+                self._splice(rule, conn)
+                continue
             flow = self._stack.open_tcp(
                 _packed(addr[0]), addr[1], guest, rule.guest_port, self._loop.time()
             )
@@ -214,6 +254,37 @@ class HostForwarder:
             log.debug("forwarded connection #%d lost: %s", proto.flow, exc)
             self._stack.tcp_abort(proto.flow)
             self._kick()
+
+    def _splice(self, rule: ForwardRule, conn: socket.socket) -> None:
+        assert self._ns_sockets is not None  # add() refuses splice without it
+        try:
+            inner = self._ns_sockets.new_socket(socket.AF_INET)
+        except OSError as exc:
+            log.warning("no socket in the container for forward #%d: %s", rule.id, exc)
+            _reset(conn)
+            return
+        conn.setblocking(False)
+        self._loop.create_task(self._splice_connect(rule, conn, inner))
+
+    async def _splice_connect(
+        self, rule: ForwardRule, conn: socket.socket, inner: socket.socket
+    ) -> None:
+        try:
+            await self._loop.sock_connect(
+                inner, (str(rule.guest_addr), rule.guest_port)
+            )
+        except OSError as exc:
+            log.debug("splice connect for forward #%d failed: %s", rule.id, exc)
+            inner.close()
+            _reset(conn)
+            return
+
+        def done() -> None:
+            self._relays.discard(relay)
+
+        relay = SpliceRelay(self._loop, conn, inner, done)
+        self._relays.add(relay)
+        relay.start()
 
     # ------------------------------------------------------------------- UDP
 
@@ -254,6 +325,13 @@ class HostForwarder:
         entry = self.udp_clients.pop(flow, None)
         if entry is not None:
             entry[0].clients.discard(flow)
+
+
+def _is_loopback(host: str) -> bool:
+    addr = ipaddress.ip_address(host.split("%", 1)[0])
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped.is_loopback
+    return addr.is_loopback
 
 
 def _reset(sock: socket.socket) -> None:

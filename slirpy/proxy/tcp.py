@@ -42,9 +42,23 @@ _LINGER_RST = struct.pack("ii", 1, 0)
 
 
 class HostTCP(asyncio.Protocol):
-    """The host socket of one flow."""
+    """The host socket of one flow.
 
-    __slots__ = ("_kick", "_loop", "_stack", "flow", "transport")
+    A forwarded client's socket is attached to its protocol a little after the
+    flow exists (``connect_accepted_socket``); what the stack asks of it before
+    then (data, EOF, close, reset) is kept and done in ``connection_made``.
+    """
+
+    __slots__ = (
+        "_early",
+        "_early_end",
+        "_early_eof",
+        "_kick",
+        "_loop",
+        "_stack",
+        "flow",
+        "transport",
+    )
 
     def __init__(
         self,
@@ -58,10 +72,20 @@ class HostTCP(asyncio.Protocol):
         self._kick = kick
         self.flow = flow
         self.transport: asyncio.Transport | None = None
+        self._early: list[bytes | memoryview] = []
+        self._early_eof = False
+        self._early_end: Callable[[], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not inherit from asyncio.Transport.
         self.transport = cast(asyncio.Transport, transport)
+        for data in self._early:
+            self.transport.write(data)
+        self._early.clear()
+        if self._early_eof:
+            self.write_eof()
+        if self._early_end is not None:
+            self._early_end()
 
     def data_received(self, data: bytes) -> None:
         room = self._stack.tcp_send(self.flow, data, self._loop.time())
@@ -94,10 +118,14 @@ class HostTCP(asyncio.Protocol):
     def write(self, data: bytes | memoryview) -> None:
         if self.transport is not None:
             self.transport.write(data)
+        else:
+            self._early.append(data)
 
     def write_eof(self) -> None:
         t = self.transport
-        if t is not None and t.can_write_eof() and not t.is_closing():
+        if t is None:
+            self._early_eof = True
+        elif t.can_write_eof() and not t.is_closing():
             t.write_eof()
 
     def resume_reading(self) -> None:
@@ -108,7 +136,9 @@ class HostTCP(asyncio.Protocol):
     def abort(self) -> None:
         """Close with an RST, so the peer sees a reset rather than an EOF."""
         t = self.transport
-        if t is not None:
+        if t is None:
+            self._early_end = self.abort
+        else:
             sock = t.get_extra_info("socket")
             if sock is not None:
                 with contextlib.suppress(OSError):
@@ -116,7 +146,9 @@ class HostTCP(asyncio.Protocol):
             t.abort()
 
     def close(self) -> None:
-        if self.transport is not None:
+        if self.transport is None:
+            self._early_end = self.close
+        else:
             self.transport.close()
 
 

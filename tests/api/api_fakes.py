@@ -51,7 +51,7 @@ class FakeService:
             host_port=port,
             guest_addr=cmd.guest_addr or DEFAULT_GUEST,
             guest_port=cmd.guest_port,
-            splice=cmd.splice,
+            splice=bool(cmd.splice),
         )
         return fwd_id, port
 

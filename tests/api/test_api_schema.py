@@ -59,7 +59,7 @@ def fwd(
     guest_addr: V4 | None = None,
     guest_port: int = 80,
     *,
-    splice: bool = False,
+    splice: bool | None = None,
 ) -> AddHostFwd:
     assert proto in ("tcp", "udp")
     return AddHostFwd(
@@ -145,7 +145,7 @@ VALID = [
     ),
     pytest.param(
         add(proto="tcp", host_port=8080, guest_port=80, splice=False),
-        fwd(),
+        fwd(splice=False),
         id="splice-false",
     ),
     pytest.param(
