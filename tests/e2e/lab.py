@@ -24,6 +24,13 @@ PID.  The daemon's ``--ready-fd`` and ``--exit-fd`` are FIFOs opened on fds 3
 and 4 by a ``sh`` that then ``exec``\\ s the daemon, so only the daemon holds
 them (``nsenter`` would otherwise keep a pipe's write end open forever).
 
+Port forwards: ``start_daemon(..., api_socket=lab.api_socket_path())`` gives
+the daemon an ``--api-socket``; :func:`api_request` sends raw bytes to it (as
+podman or rootlesskit would) and :meth:`Daemon.add_hostfwd` and friends wrap
+the commands.  The socket is reached through the file system, so these run in
+pytest itself.  ``tools/fwd_peer.py`` (:func:`fwd_tcp`, :func:`fwd_udp`) is the
+host-side client of a forward, :func:`tcp_server` a server behind it.
+
 The implementation under test comes from ``SLIRPY_E2E_IMPL``: ``slirpy``
 (default; ``python -m slirpy`` from this repository) or ``slirp4netns`` (the
 reference binary, to prove that a test is right).  slirpy runs under each
@@ -43,6 +50,7 @@ import select
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -78,6 +86,8 @@ READY_FD = 3
 EXIT_FD = 4
 
 DEFAULT_TIMEOUT = 30.0
+API_TIMEOUT = 5.0
+"""Seconds any single API socket operation may take."""
 
 
 class LabError(RuntimeError):
@@ -596,8 +606,16 @@ class Container(Namespace):
 class Daemon:
     """A running slirp4netns or slirpy, with its ready and exit FIFOs."""
 
-    def __init__(self, proc: Proc, ready_fd: int | None, exit_fd: int | None) -> None:
+    def __init__(
+        self,
+        proc: Proc,
+        ready_fd: int | None,
+        exit_fd: int | None,
+        api_socket: str | None = None,
+    ) -> None:
         self.proc = proc
+        self.api_socket = api_socket
+        """The ``--api-socket`` path, if the daemon was given one."""
         self.ready_fd = ready_fd
         """pytest's read end of the ready FIFO (the daemon writes fd 3)."""
         self.exit_fd = exit_fd
@@ -652,6 +670,42 @@ class Daemon:
         """Command line, state and output of the daemon."""
         return self.proc.describe()
 
+    def api(self, command: dict[str, Any], timeout: float = API_TIMEOUT) -> Any:
+        """Send ``command`` to the API socket as rootlesskit does; the decoded reply."""
+        if self.api_socket is None:
+            raise LabError("daemon started without an API socket")
+        return api_call(self.api_socket, command, timeout=timeout)
+
+    def add_hostfwd(
+        self,
+        proto: str,
+        host_port: int,
+        guest_port: int,
+        *,
+        host_addr: str = "0.0.0.0",
+        guest_addr: str = "",
+    ) -> int:
+        """``add_hostfwd``; the new forward's id (:class:`LabError` on an error)."""
+        reply = self.api(
+            hostfwd_command(proto, host_port, guest_port, host_addr, guest_addr)
+        )
+        if not isinstance(reply, dict) or "return" not in reply:
+            raise LabError(f"add_hostfwd failed: {reply}\n{self.describe()}")
+        return int(reply["return"]["id"])
+
+    def remove_hostfwd(self, fwd_id: int) -> None:
+        """``remove_hostfwd``; :class:`LabError` unless it answers ``{"return":{}}``."""
+        reply = self.api({"execute": "remove_hostfwd", "arguments": {"id": fwd_id}})
+        if reply != {"return": {}}:
+            raise LabError(f"remove_hostfwd {fwd_id} failed: {reply}")
+
+    def list_hostfwd(self) -> list[dict[str, Any]]:
+        """The ``entries`` member of a ``list_hostfwd`` reply (both daemons have it)."""
+        reply = self.api({"execute": "list_hostfwd"})
+        if not isinstance(reply, dict) or not isinstance(reply.get("entries"), list):
+            raise LabError(f"list_hostfwd: unexpected reply {reply}")
+        return list(reply["entries"])
+
     def close(self) -> None:
         """Kill the daemon if it still runs and close pytest's FIFO ends."""
         self.proc.kill()
@@ -660,6 +714,92 @@ class Daemon:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self.ready_fd = self.exit_fd = None
+
+
+# --------------------------------------------------------------------------
+# The API socket
+#
+# A path-bound UNIX socket is reached through the file system, not through a
+# network namespace, and pytest sees the lab directory: API requests are made
+# from pytest itself (real root may connect to the daemon's 0600 socket).
+
+
+def api_request(
+    path: str,
+    request: bytes,
+    *,
+    read_to_eof: bool = True,
+    shut_write: bool = True,
+    timeout: float = API_TIMEOUT,
+) -> bytes:
+    """Send ``request`` as is to the API socket at ``path``; the raw reply.
+
+    ``shut_write``: ``shutdown(SHUT_WR)`` after the request (podman and
+    rootlesskit both do).  ``read_to_eof``: read until the daemon closes
+    (rootlesskit's ``io.ReadAll``); otherwise one ``recv`` of at most 2048
+    bytes (podman's single ``Read``).  Every step is bounded by ``timeout``.
+    While the daemon's listen backlog is full (slirp4netns listens with a
+    backlog of 0) the connect is retried, as a blocking ``connect`` waits.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                sock.connect(path)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LabError(f"API socket backlog full for {timeout}s") from None
+                time.sleep(0.001)
+        sock.sendall(request)
+        if shut_write:
+            sock.shutdown(socket.SHUT_WR)
+        if not read_to_eof:
+            return sock.recv(2048)
+        reply = bytearray()
+        deadline = time.monotonic() + timeout
+        while chunk := sock.recv(65536):
+            reply += chunk
+            if time.monotonic() > deadline:
+                raise LabError(f"API reply not finished in {timeout}s: {reply!r}")
+        return bytes(reply)
+
+
+def api_encode(command: dict[str, Any]) -> bytes:
+    """``command`` as Go's ``json.Encoder`` writes it: compact, then a newline."""
+    return json.dumps(command, separators=(",", ":")).encode() + b"\n"
+
+
+def api_call(
+    path: str, command: dict[str, Any], *, timeout: float = API_TIMEOUT
+) -> Any:
+    """Send ``command`` as rootlesskit does (read to EOF); the decoded reply."""
+    reply = api_request(path, api_encode(command), timeout=timeout)
+    try:
+        return json.loads(reply)
+    except ValueError:
+        raise LabError(f"API reply is not JSON: {reply!r}") from None
+
+
+def hostfwd_command(
+    proto: str,
+    host_port: int,
+    guest_port: int,
+    host_addr: str = "0.0.0.0",
+    guest_addr: str = "",
+) -> dict[str, Any]:
+    """An ``add_hostfwd`` request with podman's member order."""
+    return {
+        "execute": "add_hostfwd",
+        "arguments": {
+            "proto": proto,
+            "host_addr": host_addr,
+            "host_port": host_port,
+            "guest_addr": guest_addr,
+            "guest_port": guest_port,
+        },
+    }
 
 
 # --------------------------------------------------------------------------
@@ -831,6 +971,7 @@ class Lab:
         exit_fd: bool = False,
         wait: bool = True,
         timeout: float = DEFAULT_TIMEOUT,
+        api_socket: str | None = None,
     ) -> Daemon:
         """Start the daemon under test for ``container`` in the host namespace.
 
@@ -838,7 +979,9 @@ class Lab:
         ``options``, ``-r 3`` (a FIFO) if ``ready``, ``-e 4`` (a FIFO pytest
         holds open) if ``exit_fd``, then ``target`` (default: the container in
         ``mode``, see :meth:`daemon_target`) and ``tap`` (omitted if None).
-        Waits for the ready byte when ``wait`` (and ``ready``).
+        ``api_socket`` adds ``--api-socket PATH`` before the target (see
+        :meth:`api_socket_path`).  Waits for the ready byte when ``wait``
+        (and ``ready``).
         """
         argv = [*self.impl.argv]
         if configure:
@@ -868,6 +1011,8 @@ class Lab:
             if container is None:
                 raise LabError("start_daemon needs a container or a target")
             target = self.daemon_target(container, mode)
+        if api_socket is not None:
+            argv += ["--api-socket", api_socket]
         argv += target
         if tap is not None:
             argv.append(tap)
@@ -877,11 +1022,16 @@ class Lab:
             name=self.impl.name,
             env=self.impl.env,
         )
-        daemon = Daemon(proc, ready_r, exit_w)
+        daemon = Daemon(proc, ready_r, exit_w, api_socket)
         self._daemons.append(daemon)
         if ready and wait:
             daemon.wait_ready(timeout)
         return daemon
+
+    def api_socket_path(self, label: str = "api") -> str:
+        """A fresh path for an ``--api-socket`` in the lab directory."""
+        self._seq += 1
+        return str(self.dir / f"{label}{self._seq}.sock")
 
     def run_daemon(self, *args: str, timeout: float = DEFAULT_TIMEOUT) -> Result:
         """Run the daemon under test with exactly ``args`` (usage errors)."""
@@ -1089,3 +1239,107 @@ def udp_echo(
             raise LabError(f"server missed datagrams\n{server.proc.describe()}")
         seen += server.results(1, remaining)
     return seen
+
+
+# --------------------------------------------------------------------------
+# Port forwards (the daemon's API socket; ``tools/fwd_peer.py`` on the host)
+
+
+def tcp_server(
+    ns: Namespace,
+    actions: str,
+    *,
+    bind: str = "0.0.0.0",
+    count: int = 1,
+    timeout: float = 60.0,
+    name: str = "tcp-server",
+) -> Server:
+    """A ``tools/tcp_peer.py`` server in ``ns`` (e.g. the guest behind a forward)."""
+    return ns.start_server(
+        "tcp_peer",
+        f"--listen={bind}:0",
+        f"--actions={actions}",
+        f"--count={count}",
+        f"--timeout={timeout}",
+        name=name,
+    )
+
+
+def fwd_tcp(
+    ns: Namespace,
+    targets: Sequence[str],
+    actions: str = "recv",
+    *,
+    bind: str | None = None,
+    timeout: float = 60.0,
+) -> list[dict[str, Any]]:
+    """Connect to each ``HOST:PORT`` in turn from ``ns`` (``tools/fwd_peer.py``).
+
+    One record per target (see the tool): digests of what was sent and
+    received, ``eof``, ``elapsed``, ``error`` / ``connect_error``.
+    """
+    args = [f"--connect={target}" for target in targets]
+    if bind is not None:
+        args.append(f"--bind={bind}")
+    result = ns.python(
+        "fwd_peer",
+        "tcp",
+        *args,
+        f"--actions={actions}",
+        f"--timeout={timeout}",
+        timeout=timeout * len(targets) + 10,
+    )
+    records = result.json_lines()
+    if len(records) != len(targets):
+        raise LabError(f"unexpected fwd_peer output\n{result.describe()}")
+    return records
+
+
+def spawn_fwd_tcp(
+    ns: Namespace,
+    target: str,
+    actions: str,
+    *,
+    timeout: float = 60.0,
+    name: str = "fwd-client",
+) -> Proc:
+    """Start one ``tools/fwd_peer.py tcp`` connection in the background."""
+    return ns.spawn_python(
+        "fwd_peer",
+        "tcp",
+        f"--connect={target}",
+        f"--actions={actions}",
+        f"--timeout={timeout}",
+        name=name,
+    )
+
+
+def fwd_udp(
+    ns: Namespace,
+    target: str,
+    *,
+    count: int,
+    sizes: Sequence[int],
+    window: int = 1,
+    bind: str | None = None,
+    wait: float = 2.0,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    """Echo ``count`` datagrams off ``target`` from ``ns``; the tool's summary."""
+    args = [f"--bind={bind}"] if bind is not None else []
+    result = ns.python(
+        "fwd_peer",
+        "udp",
+        f"--connect={target}",
+        *args,
+        f"--count={count}",
+        f"--sizes={','.join(str(s) for s in sizes)}",
+        f"--window={window}",
+        f"--wait={wait}",
+        f"--timeout={timeout}",
+        timeout=timeout + 10,
+    )
+    records = result.json_lines()
+    if len(records) != 1:
+        raise LabError(f"unexpected fwd_peer output\n{result.describe()}")
+    return records[0]
