@@ -1,0 +1,102 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""``python -m bench --quick`` runs to the end and writes its outputs.
+
+A smoke test: it fails only when the benchmark crashes or leaves out a
+result; no figure is checked (a case that fails is recorded, not fatal).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _unavailable() -> str | None:
+    if sys.platform != "linux":
+        return "the benchmark needs Linux namespaces"
+    for tool in ("unshare", "nsenter", "setpriv", "ip"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    try:
+        probe = subprocess.run(
+            [
+                "unshare",
+                "--user",
+                "--map-root-user",
+                "--net",
+                "--pid",
+                "--fork",
+                "true",
+            ],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"cannot create namespaces: {exc}"
+    if probe.returncode != 0:
+        return "cannot create namespaces"
+    return None
+
+
+@pytest.mark.timeout(300)
+def test_bench_quick(tmp_path: Path) -> None:
+    reason = _unavailable()
+    if reason:
+        pytest.skip(reason)
+    json_path = tmp_path / "results.json"
+    png_path = tmp_path / "ratios.png"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--markdown",
+            "--out",
+            str(tmp_path / "out"),
+            "--json",
+            str(json_path),
+            "--png",
+            str(png_path),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    data = json.loads(json_path.read_text())
+    assert set(data["impls"]) == {"veth", "slirp4netns", "pasta", "slirpy"}
+    ran = [name for name, info in data["impls"].items() if not info["skipped"]]
+    assert "veth" in ran
+    for results in data["results"].values():
+        assert sorted(results) == sorted(ran)
+        for res in results.values():
+            assert set(res) >= {"metrics", "errors", "notes"}
+    assert png_path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert "| MTU 1500: metric |" in proc.stdout
+
+    # The tables can be printed again from the JSON alone.
+    again = subprocess.run(
+        [sys.executable, "-m", "bench", "--render", str(json_path), "--markdown"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr
+    assert "| MTU 1500: metric |" in again.stdout
