@@ -110,7 +110,17 @@ class ListHostFwd:
     """``list_hostfwd``: every forward, in the order they were added."""
 
 
-Command = AddHostFwd | RemoveHostFwd | ListHostFwd
+@dataclass(frozen=True, slots=True)
+class ListFlows:
+    """``list_flows`` (slirpy extension): the flows the stack tracks now."""
+
+
+@dataclass(frozen=True, slots=True)
+class GetStats:
+    """``stats`` (slirpy extension): the stack's counters."""
+
+
+Command = AddHostFwd | RemoveHostFwd | ListHostFwd | ListFlows | GetStats
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +305,10 @@ def parse_request(data: bytes) -> Command | BadRequest:
             return _parse_remove(args)
         case "list_hostfwd":
             return ListHostFwd()
+        case "list_flows":
+            return ListFlows()
+        case "stats":
+            return GetStats()
         case _:
             return BadRequest(UNKNOWN_EXECUTE)
 
@@ -320,6 +334,11 @@ def render_added(fwd_id: int, host_port: int | None = None) -> bytes:
 def render_removed() -> bytes:
     """``{"return":{}}``."""
     return _dump({"return": {}})
+
+
+def render_return(value: dict[str, object]) -> bytes:
+    """``{"return":VALUE}`` (the extensions' replies)."""
+    return _dump({"return": value})
 
 
 def entry_to_json(entry: HostFwdEntry) -> dict[str, object]:

@@ -52,7 +52,9 @@ from slirpy.api.schema import (
     REMOVE_FAILED,
     AddHostFwd,
     BadRequest,
+    GetStats,
     HostFwdEntry,
+    ListFlows,
     ListHostFwd,
     RemoveHostFwd,
     is_complete,
@@ -61,6 +63,7 @@ from slirpy.api.schema import (
     render_entries,
     render_error,
     render_removed,
+    render_return,
 )
 
 log = logging.getLogger(__name__)
@@ -77,7 +80,8 @@ _LISTEN_BACKLOG: Final = 64
 
 
 class HostFwdService(Protocol):
-    """What the API needs from the port forwarder; every call returns at once."""
+    """What the API needs from the daemon (the port forwarder and, for the
+    extensions, the stack); every call returns at once."""
 
     def add(self, cmd: AddHostFwd) -> tuple[int, int] | None:
         """Start a forward; (its id, the bound host port), or None if it failed.
@@ -92,6 +96,14 @@ class HostFwdService(Protocol):
 
     def entries(self) -> list[HostFwdEntry]:
         """Every forward, in the order they were added."""
+        ...
+
+    def flows(self) -> list[dict[str, object]]:
+        """``list_flows``: one JSON object per flow."""
+        ...
+
+    def stats(self) -> dict[str, object]:
+        """``stats``: the counters, as a JSON object."""
         ...
 
 
@@ -117,6 +129,10 @@ def answer(data: bytes, service: HostFwdService) -> bytes:
             return render_error(desc)
         case ListHostFwd():
             return render_entries(service.entries())
+        case ListFlows():
+            return render_return({"flows": service.flows()})
+        case GetStats():
+            return render_return(service.stats())
         case RemoveHostFwd(id=fwd_id):
             if all(entry.id != fwd_id for entry in service.entries()):
                 return render_error(BAD_ID)

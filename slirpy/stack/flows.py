@@ -27,6 +27,7 @@ ACK costs nothing unless it moves earlier.
 from __future__ import annotations
 
 import heapq
+import ipaddress
 import itertools
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -41,6 +42,12 @@ guest port, client address as the guest sees it, client port) for a UDP flow
 of a port forward; (guest address, echo identifier, ``"icmp"``) for pings."""
 
 _MAX_UDP_PEERS = 64
+
+
+def endpoint(addr: bytes, port: int) -> str:
+    """``10.0.2.100:45678`` or ``[fd00::1]:443``: the one way flows are printed."""
+    ip = ipaddress.ip_address(addr)
+    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
 
 
 @dataclass(slots=True, eq=False)
@@ -136,6 +143,35 @@ class FlowTable:
             del self.udp_by_key[flow.key]
         self.udp_by_id.pop(flow.flow, None)
         self._scheduled.pop(flow.flow, None)
+
+    # ------------------------------------------------------------- reporting
+
+    def describe(self) -> list[dict[str, object]]:
+        """Every flow as a JSON object: id, protocol, both ends, state."""
+        found: list[dict[str, object]] = [
+            {
+                "id": conn.flow,
+                "proto": "tcp",
+                "guest": endpoint(conn.guest_ip, conn.guest_port),
+                "remote": endpoint(conn.remote_ip, conn.remote_port),
+                "state": conn.state.value,
+                "inbound": conn.inbound,
+            }
+            for conn in self.tcp_by_id.values()
+        ]
+        for flow in self.udp_by_id.values():
+            key = flow.key
+            proto = "icmp" if len(key) == 3 else "udp"
+            item: dict[str, object] = {
+                "id": flow.flow,
+                "proto": proto,
+                "guest": endpoint(flow.guest_ip, flow.guest_port),
+                "inbound": len(key) == 4,
+            }
+            if len(key) == 4:
+                item["remote"] = endpoint(key[2], key[3])
+            found.append(item)
+        return sorted(found, key=lambda item: int(str(item["id"])))
 
     # ----------------------------------------------------------------- timers
 

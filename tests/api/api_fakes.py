@@ -70,6 +70,14 @@ class FakeService:
             raise RuntimeError("broken")
         return list(self.forwards.values())
 
+    def flows(self) -> list[dict[str, object]]:
+        self.calls.append("flows")
+        return [{"id": 7, "proto": "tcp", "state": "ESTABLISHED"}]
+
+    def stats(self) -> dict[str, object]:
+        self.calls.append("stats")
+        return {"rx_frames": 3, "tx_frames": 2}
+
 
 def _connect(path: str) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -168,6 +168,21 @@ def test_list(run: Run, sock_dir: str) -> None:
     run(scenario())
 
 
+def test_extensions_list_flows_and_stats(run: Run, sock_dir: str) -> None:
+    """slirpy's own ``list_flows`` and ``stats`` answer from the service."""
+
+    async def scenario() -> None:
+        async with serving(sock_dir) as api:
+            reply = await rootlesskit(api.path, b'{"execute":"list_flows"}')
+            assert reply == (
+                b'{"return":{"flows":[{"id":7,"proto":"tcp","state":"ESTABLISHED"}]}}'
+            )
+            reply = await rootlesskit(api.path, b'{"execute":"stats"}\n')
+            assert reply == b'{"return":{"rx_frames":3,"tx_frames":2}}'
+
+    run(scenario())
+
+
 def test_host_port_zero(run: Run, sock_dir: str) -> None:
     async def scenario() -> None:
         async with serving(sock_dir) as api:

@@ -128,6 +128,7 @@ class TCPConnection:
         "guest_ip",
         "guest_mac",
         "guest_port",
+        "inbound",
         "irs",
         "iss",
         "local_mss",
@@ -185,6 +186,8 @@ class TCPConnection:
         self.local_mss = min(mtu - ip_header - 20, _MAX_IP_PAYLOAD - 20)
         self.state = TCPState.CLOSED
         self.accepted = False
+        self.inbound = False
+        """Opened by slirpy toward the guest (a port forward)."""
         self.syn_quote = b""
         self.iss = iss
         self.irs = 0
@@ -258,6 +261,7 @@ class TCPConnection:
         """
         self.state = TCPState.SYN_SENT
         self.accepted = True
+        self.inbound = True
         self.snd_nxt = seq_add(self.iss, 1)
         self.snd_max = self.snd_nxt
         self.rcv_wscale = _window_scale_for(self._limits.tcp_rcv_window)
