@@ -10,7 +10,7 @@ venv=${SLIRPY_VENV:-/opt/slirpy-venv}
 with_tests=0
 [ "${1:-}" = "--test" ] && with_tests=1
 
-debs=(python3 python3-venv iproute2 util-linux curl)
+debs=(python3 python3-venv python3-seccomp iproute2 util-linux curl)
 if [ "$with_tests" = 1 ]; then
   debs+=(iperf3 socat ncat busybox slirp4netns passt tcpdump jq iputils-ping procps)
 fi
@@ -25,6 +25,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv"
+# --enable-seccomp uses libseccomp's own binding, which Debian builds for the
+# system interpreter the venv runs: link that one module into the venv rather
+# than let the venv see every system package.
+seccomp_so=$(/usr/bin/python3 -c 'import seccomp; print(seccomp.__file__)')
+site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("platlib"))')
+ln -sf "$seccomp_so" "$site/"
 "$venv/bin/python" -m pip install -q --upgrade pip
 if [ "$with_tests" = 1 ]; then
   "$venv/bin/python" -m pip install -q "$here[test]"

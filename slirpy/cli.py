@@ -48,6 +48,7 @@ from slirpy import __version__
 from slirpy.config import DaemonConfig, NetnsType
 from slirpy.stack.config import (
     DEFAULT_CIDR,
+    DEFAULT_CIDR6,
     DEFAULT_MTU,
     MAX_MTU,
     MIN_MTU,
@@ -137,7 +138,6 @@ OPTIONS: Final[tuple[OptionSpec, ...]] = (
         name="enable-ipv6",
         short="6",
         help="enable IPv6 (experimental)",
-        supported=False,
         warning="WARNING: Support for IPv6 is experimental",
     ),
     OptionSpec(
@@ -174,11 +174,9 @@ OPTIONS: Final[tuple[OptionSpec, ...]] = (
             "create a new mount namespace (and drop all caps except "
             "CAP_NET_BIND_SERVICE if running as the root)"
         ),
-        supported=False,
     ),
     OptionSpec(
         name="create-sandbox",
-        supported=False,
         warning=(
             "WARNING: --create-sandbox is deprecated and will be removed in "
             "future releases, please use --enable-sandbox instead."
@@ -187,7 +185,6 @@ OPTIONS: Final[tuple[OptionSpec, ...]] = (
     OptionSpec(
         name="enable-seccomp",
         help="enable seccomp to limit syscalls (experimental)",
-        supported=False,
         warning="WARNING: Support for seccomp is experimental",
     ),
     OptionSpec(
@@ -225,6 +222,21 @@ OPTIONS: Final[tuple[OptionSpec, ...]] = (
         name="netns-path",
         metavar="PATH",
         help="same as --netns-type=path PATH; TAPNAME is then the only argument",
+        native=False,
+    ),
+    OptionSpec(
+        name="port-splice",
+        help=(
+            "forward TCP clients on host loopback with a socket inside the "
+            "namespace and splice(2): faster, but the guest sees them come from "
+            "its own address"
+        ),
+        native=False,
+    ),
+    OptionSpec(
+        name="cidr6",
+        metavar="CIDR",
+        help=f"IPv6 prefix with -6, a /64 (default={DEFAULT_CIDR6})",
         native=False,
     ),
     OptionSpec(name="debug", help="log debugging messages to stderr", native=False),
@@ -271,6 +283,8 @@ class _Options:
     disable_host_loopback: bool = False
     netns_type: str | None = None
     netns_path: str | None = None
+    cidr6: str = DEFAULT_CIDR6
+    port_splice: bool = False
     userns_path: str | None = None
     api_socket: str | None = None
     enable_ipv6: bool = False
@@ -470,6 +484,10 @@ def _apply(opts: _Options, spec: OptionSpec, value: str | None, prog: str) -> No
             opts.netns_type = arg
         case "netns-path":
             opts.netns_path = arg
+        case "cidr6":
+            opts.cidr6 = arg
+        case "port-splice":
+            opts.port_splice = True
         case "userns-path":
             if not os.access(arg, os.F_OK):
                 raise _usage_error(f"userns path doesn't exist: {arg}")
@@ -652,6 +670,18 @@ def _build(opts: _Options, positionals: list[str], prog: str) -> DaemonConfig:
                 "6 bytes, each byte separated by a ':').",
             ) from None
 
+    try:
+        network6 = ipaddress.IPv6Network(opts.cidr6)
+    except ValueError:
+        network6 = None
+    if network6 is None or network6.prefixlen != 64:
+        raise _Exit(
+            1, f"invalid IPv6 prefix: {opts.cidr6} (a /64 like {DEFAULT_CIDR6})"
+        )
+
+    if opts.port_splice and netns_type is NetnsType.TAPFD:
+        raise _Exit(1, "--port-splice needs a PID or a namespace path, not a TAP fd")
+
     outbound_addr = None
     if opts.outbound_addr is not None:
         from slirpy.proxy.outbound import resolve_ipv4
@@ -681,13 +711,18 @@ def _build(opts: _Options, positionals: list[str], prog: str) -> DaemonConfig:
         ready_fd=opts.ready_fd,
         exit_fd=opts.exit_fd,
         api_socket=opts.api_socket,
+        port_splice=opts.port_splice,
         outbound_addr=outbound_addr,
+        enable_sandbox=opts.enable_sandbox,
+        enable_seccomp=opts.enable_seccomp,
         debug=opts.debug,
         stack=StackConfig(
             network=network,
             mtu=opts.mtu,
             disable_host_loopback=opts.disable_host_loopback,
             disable_dns=opts.disable_dns,
+            enable_ipv6=opts.enable_ipv6,
+            network6=network6,
         ),
     )
 

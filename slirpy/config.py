@@ -40,7 +40,13 @@ class DaemonConfig:
     ready_fd: int | None = None
     exit_fd: int | None = None
     api_socket: str | None = None
+    port_splice: bool = False
+    """Port forwards splice loopback clients by default (``--port-splice``)."""
     outbound_addr: ipaddress.IPv4Address | None = None
     """Source address of every outbound IPv4 host socket (``--outbound-addr``)."""
+    enable_sandbox: bool = False
+    """Confine the daemon once started (``--enable-sandbox``, ``slirpy.sandbox``)."""
+    enable_seccomp: bool = False
+    """Filter the daemon's system calls (``--enable-seccomp``, ``slirpy.seccomp``)."""
     debug: bool = False
     stack: StackConfig = field(default_factory=StackConfig)

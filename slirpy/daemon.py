@@ -21,6 +21,7 @@ import random
 import resource
 import signal
 import sys
+from collections.abc import Callable
 
 from slirpy.api.schema import AddHostFwd, HostFwdEntry
 from slirpy.api.server import APIServer, APISocketPathTooLongError
@@ -29,8 +30,11 @@ from slirpy.config import DaemonConfig
 from slirpy.driver import Driver
 from slirpy.proxy.forward import HostForwarder
 from slirpy.proxy.resolv import ResolvWatcher
+from slirpy.sandbox import SandboxError, enter_sandbox
+from slirpy.seccomp import SeccompError, enable_seccomp
 from slirpy.stack.stack import Stack
 from slirpy.tap.netns import SetupError, obtain_tap
+from slirpy.tap.nsocket import NamespaceSockets
 
 log = logging.getLogger(__name__)
 
@@ -74,19 +78,37 @@ def _write_ready(fd: int) -> None:
 
 
 class ForwardService:
-    """The API's view of the port forwards (``slirpy.api.server.HostFwdService``)."""
+    """The API's view of the daemon (``slirpy.api.server.HostFwdService``): the
+    port forwards, and the stack's flows and counters."""
 
     def __init__(
-        self, forwarder: HostForwarder, default_guest: ipaddress.IPv4Address
+        self,
+        forwarder: HostForwarder,
+        default_guest: ipaddress.IPv4Address,
+        stack: Stack,
+        tx_dropped: Callable[[], int],
+        *,
+        splice: bool = False,
     ) -> None:
+        """``splice``: whether TCP rules splice loopback clients unless the
+        request says otherwise (``--port-splice``)."""
         self._forwarder = forwarder
         self._default_guest = default_guest
+        self._splice = splice
+        self._stack = stack
+        self._tx_dropped = tx_dropped
 
     def add(self, cmd: AddHostFwd) -> tuple[int, int] | None:
         guest = cmd.guest_addr or self._default_guest
         try:
+            splice = self._splice if cmd.splice is None else cmd.splice
             rule = self._forwarder.add(
-                cmd.proto, cmd.host_addr, cmd.host_port, guest, cmd.guest_port
+                cmd.proto,
+                cmd.host_addr,
+                cmd.host_port,
+                guest,
+                cmd.guest_port,
+                splice=splice and cmd.proto == "tcp",
             )
         except OSError as exc:
             log.warning(
@@ -102,6 +124,14 @@ class ForwardService:
     def remove(self, id: int) -> bool:
         return self._forwarder.remove(id)
 
+    def flows(self) -> list[dict[str, object]]:
+        return self._stack.flows.describe()
+
+    def stats(self) -> dict[str, object]:
+        counters: dict[str, object] = dict(self._stack.stats.as_dict())
+        counters["tx_dropped"] = self._tx_dropped()
+        return counters
+
     def entries(self) -> list[HostFwdEntry]:
         return [
             HostFwdEntry(
@@ -111,6 +141,7 @@ class ForwardService:
                 host_port=rule.host_port,
                 guest_addr=rule.guest_addr,
                 guest_port=rule.guest_port,
+                splice=rule.splice,
             )
             for rule in self._forwarder.rules()
         ]
@@ -119,7 +150,13 @@ class ForwardService:
 class Daemon:
     """One running slirpy: owns the loop, the stack, the driver and the fds."""
 
-    def __init__(self, config: DaemonConfig, tap_fd: int, offload: bool) -> None:
+    def __init__(
+        self,
+        config: DaemonConfig,
+        tap_fd: int,
+        offload: bool,
+        ns_sockets: NamespaceSockets | None = None,
+    ) -> None:
         self.config = config
         self.loop = _new_event_loop()
         stack_config = dataclasses.replace(config.stack, vnet_hdr=offload)
@@ -130,11 +167,19 @@ class Daemon:
             self.stack,
             tap_fd,
             outbound_addr=None if outbound is None else str(outbound),
+            ns_sockets=ns_sockets,
         )
         self.resolv = ResolvWatcher()
         self.api: APIServer | None = None
         if config.api_socket is not None:
-            service = ForwardService(self.driver.forwarder, config.stack.guest)
+            driver = self.driver
+            service = ForwardService(
+                driver.forwarder,
+                config.stack.guest,
+                self.stack,
+                lambda: driver.tx_dropped,
+                splice=config.port_splice,
+            )
             self.api = APIServer(service)
         self._stopped = asyncio.Event()
         self._resolv_timer: asyncio.TimerHandle | None = None
@@ -142,8 +187,10 @@ class Daemon:
     def _check_resolv(self) -> None:
         if self.resolv.refresh():
             ns = self.resolv.nameserver
+            ns6 = self.resolv.nameserver6
             self.stack.nat.dns_upstream = ns.packed if ns is not None else None
-            log.debug("upstream DNS: %s", ns)
+            self.stack.nat.dns_upstream6 = ns6.packed if ns6 is not None else None
+            log.debug("upstream DNS: %s, %s", ns, ns6)
         self._resolv_timer = self.loop.call_later(
             _RESOLV_CHECK_SECONDS, self._check_resolv
         )
@@ -157,6 +204,7 @@ class Daemon:
             except OSError:
                 data = b""
             if not data:
+                self.loop.remove_reader(fd)
                 print("exitfd event", file=sys.stderr, flush=True)
                 self.stop()
 
@@ -184,6 +232,20 @@ class Daemon:
                 return 1
             except OSError as exc:
                 print(f"api_bindlisten: bind: {exc.strerror}", file=sys.stderr)
+                return 1
+        if self.config.enable_sandbox:
+            try:
+                enter_sandbox(self.config)
+            except SandboxError as exc:
+                log.error("%s", exc)
+                print("create_sandbox failed", file=sys.stderr, flush=True)
+                return 1
+        if self.config.enable_seccomp:
+            try:
+                enable_seccomp()
+            except SeccompError as exc:
+                log.error("%s", exc)
+                print("enable_seccomp failed", file=sys.stderr, flush=True)
                 return 1
         self._check_resolv()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -215,9 +277,21 @@ def run(config: DaemonConfig) -> int:
         tap = obtain_tap(config)
     except SetupError as exc:
         return exc.exit_code
+    ns_sockets = None
+    if config.port_splice:
+        try:
+            ns_sockets = NamespaceSockets.start(config)
+        except (OSError, ValueError) as exc:
+            print(
+                f"cannot reach the namespace for --port-splice: {exc}", file=sys.stderr
+            )
+            tap.close()
+            return 1
     print(format_banner(config, offload=tap.vnet_hdr), flush=True)
-    daemon = Daemon(config, tap.fileno(), tap.vnet_hdr)
+    daemon = Daemon(config, tap.fileno(), tap.vnet_hdr, ns_sockets)
     try:
         return daemon.run()
     finally:
         tap.close()
+        if ns_sockets is not None:
+            ns_sockets.close()

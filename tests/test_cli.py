@@ -371,13 +371,6 @@ def test_parse_mac(mac: str, expected: bytes):
 # --- options that are parsed but not implemented yet --------------------------
 
 UNSUPPORTED = [
-    pytest.param(["-6"], "enable-ipv6", id="short-6"),
-    pytest.param(["-c6"], "enable-ipv6", id="bundled-c6"),
-    pytest.param(["--enable-ipv6"], "enable-ipv6", id="enable-ipv6"),
-    pytest.param(["--enable-i"], "enable-ipv6", id="enable-ipv6-prefix"),
-    pytest.param(["--enable-sandbox"], "enable-sandbox", id="enable-sandbox"),
-    pytest.param(["--create-sandbox"], "create-sandbox", id="create-sandbox"),
-    pytest.param(["--enable-seccomp"], "enable-seccomp", id="enable-seccomp"),
     pytest.param(["--outbound-addr6=fd01::1"], "outbound-addr6", id="outbound-addr6"),
     pytest.param(["--target-type=netns"], "target-type", id="target-type"),
 ]
@@ -396,17 +389,18 @@ def test_unsupported_option(
 
 
 def test_unsupported_options_all_reported(capsys: pytest.CaptureFixture[str]):
-    assert parse(["-6", "--enable-seccomp", "--enable-ipv6", "1234", "tap0"]) == 1
+    argv = ["--outbound-addr6=::1", "--target-type=netns", "1234", "tap0"]
+    assert parse(argv) == 1
     assert capsys.readouterr().err == (
-        "slirpy: option '--enable-ipv6' is not supported yet\n"
-        "slirpy: option '--enable-seccomp' is not supported yet\n"
+        "slirpy: option '--outbound-addr6' is not supported yet\n"
+        "slirpy: option '--target-type' is not supported yet\n"
     )
 
 
 def test_unsupported_option_still_validates_positionals(
     capsys: pytest.CaptureFixture[str],
 ):
-    assert parse(["--enable-ipv6", "abc", "tap0"]) == 1
+    assert parse(["--outbound-addr6=::1", "abc", "tap0"]) == 1
     assert capsys.readouterr() == (USAGE, "PID must be a positive integer\n")
 
 
@@ -600,6 +594,34 @@ def test_no_host_loopback_alias(capsys: pytest.CaptureFixture[str]):
     )
 
 
+@pytest.mark.parametrize(
+    ("option", "attr", "warning"),
+    [
+        pytest.param("--enable-sandbox", "enable_sandbox", "", id="enable-sandbox"),
+        pytest.param(
+            "--create-sandbox",
+            "enable_sandbox",
+            "WARNING: --create-sandbox is deprecated and will be removed in future "
+            "releases, please use --enable-sandbox instead.\n",
+            id="create-sandbox",
+        ),
+        pytest.param(
+            "--enable-seccomp",
+            "enable_seccomp",
+            "WARNING: Support for seccomp is experimental\n",
+            id="enable-seccomp",
+        ),
+    ],
+)
+def test_sandbox_and_seccomp_options(
+    option: str, attr: str, warning: str, capsys: pytest.CaptureFixture[str]
+):
+    assert not getattr(parse_ok(["1234", "tap0"]), attr)
+    capsys.readouterr()
+    assert getattr(parse_ok([option, "1234", "tap0"]), attr)
+    assert capsys.readouterr() == (warning, "")
+
+
 def test_too_many_arguments_is_a_warning(capsys: pytest.CaptureFixture[str]):
     config = parse_ok(["1234", "tap0", "extra"])
     assert (config.target, config.tap_name) == ("1234", "tap0")
@@ -784,9 +806,6 @@ def test_help_lists_exactly_the_supported_options():
 # rootlesskit enable a feature when its option appears in --help, so they must
 # stay absent. Flip each to the PRESENT list when the feature lands.
 ABSENT_FROM_HELP = [
-    "--enable-ipv6",
-    "--enable-sandbox",
-    "--enable-seccomp",
     "--outbound-addr6",
     "--target-type",
 ]
@@ -799,6 +818,11 @@ PRESENT_IN_HELP = [
     "--disable-dns",
     "--macaddress",
     "--outbound-addr=",
+    "--enable-sandbox",
+    "--enable-seccomp",
+    "--enable-ipv6",
+    "--cidr6",
+    "--port-splice",
 ]
 
 
@@ -904,8 +928,8 @@ SUBPROCESS_ERRORS = [
     ),
     pytest.param(["1"], "", True, id="no-tapname"),
     pytest.param(
-        ["--enable-ipv6", "1", "tap0"],
-        "slirpy: option '--enable-ipv6' is not supported yet\n",
+        ["--outbound-addr6=::1", "1", "tap0"],
+        "slirpy: option '--outbound-addr6' is not supported yet\n",
         False,
         id="unsupported",
     ),
@@ -1063,3 +1087,28 @@ def test_outbound_addr_invalid(value: str, capsys: pytest.CaptureFixture[str]):
     assert capsys.readouterr().err == (
         "outbound-addr has to be valid ipv4 address or interface name.\n"
     )
+
+
+@pytest.mark.parametrize("argv", [["-6"], ["-c6"], ["--enable-ipv6"], ["--enable-i"]])
+def test_enable_ipv6_option(argv: list[str]):
+    config = parse_ok([*argv, "1", "tap0"])
+    assert config.stack.enable_ipv6
+    assert str(config.stack.network6) == "fd00::/64"
+
+
+def test_cidr6_option():
+    config = parse_ok(["-6", "--cidr6=fd12:3456::/64", "1", "tap0"])
+    assert str(config.stack.host6) == "fd12:3456::2"
+
+
+@pytest.mark.parametrize("value", ["fd00::/48", "10.0.2.0/24", "nonsense"])
+def test_cidr6_invalid(value: str, capsys: pytest.CaptureFixture[str]):
+    assert parse(["-6", f"--cidr6={value}", "1", "tap0"]) == 1
+    assert "invalid IPv6 prefix" in capsys.readouterr().err
+
+
+def test_port_splice_option(capsys: pytest.CaptureFixture[str]):
+    assert parse_ok(["--port-splice", "1", "tap0"]).port_splice
+    assert not parse_ok(["1", "tap0"]).port_splice
+    assert parse(["--port-splice", "--netns-type=tapfd", "5"]) == 1
+    assert "--port-splice needs a PID or a namespace path" in capsys.readouterr().err

@@ -334,7 +334,9 @@ class APIServer:
         except OSError:
             return
         if (st.st_dev, st.st_ino) == identity:
-            with contextlib.suppress(FileNotFoundError):
+            # Read-only inside the sandbox: the file is then left, as
+            # slirp4netns leaves it.
+            with contextlib.suppress(OSError):
                 os.unlink(path)
 
     async def wait_closed(self) -> None:

@@ -84,7 +84,7 @@ class Framer:
         src: bytes,
         dst: bytes,
         segment_header: bytearray,
-        payload: bytes | bytearray,
+        payload: bytes | bytearray | memoryview,
         gso_size: int,
     ) -> bytes:
         """A TCP segment; ``segment_header`` has a zero checksum field."""

@@ -69,6 +69,7 @@ from slirpy.stack.events import (
 )
 from slirpy.stack.framing import Framer
 from slirpy.stack.stats import Stats
+from slirpy.stack.tcp.buffers import SendBuffer
 from slirpy.stack.tcp.seq import seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 from slirpy.stack.tcp.state import TCPState
 from slirpy.stack.wire import tcp as tcpwire
@@ -200,7 +201,7 @@ class TCPConnection:
         self.snd_wscale = 0
         self.rcv_wscale = 0
         self.peer_mss = DEFAULT_PEER_MSS
-        self.snd_buf = bytearray()
+        self.snd_buf = SendBuffer()
         self.rcv_nxt = 0
         self.rcv_adv = 0
         self.rcv_paused = False
@@ -336,7 +337,7 @@ class TCPConnection:
             or self.state in (TCPState.SYN_RECEIVED, TCPState.SYN_SENT)
         ):
             raise ProtocolStateError(f"send in state {self.state.value}")
-        self.snd_buf += data
+        self.snd_buf.append(data)
         if self.state.is_synchronized:
             self._transmit(now)
         room = len(self.snd_buf) < self._limits.tcp_snd_buffer
@@ -494,7 +495,7 @@ class TCPConnection:
     def _take_ack(self, ack: int, acked: int, now: float) -> None:
         data_acked = min(acked, len(self.snd_buf))
         if data_acked:
-            del self.snd_buf[:data_acked]
+            self.snd_buf.consume(data_acked)
         self.snd_una = ack
         if self._rtt_seq is not None and seq_ge(ack, self._rtt_seq):
             self._rtt_sample(now - self._rtt_start)
@@ -578,7 +579,7 @@ class TCPConnection:
             avail = self.snd_wnd - in_flight
             if unsent > 0 and avail > 0:
                 n = min(unsent, avail, limit)
-                payload = self.snd_buf[in_flight : in_flight + n]
+                payload = self.snd_buf.peek(in_flight, n)
                 self._segment(self.snd_nxt, ACK | PSH, payload, gso=gso)
                 if self._rtt_seq is None:
                     self._rtt_seq = seq_add(self.snd_nxt, n)
@@ -617,7 +618,7 @@ class TCPConnection:
         n = min(len(self.snd_buf), in_flight, self.snd_wnd, self._segment_limit())
         if n > 0:
             gso = min(self.peer_mss, self.local_mss)
-            self._segment(self.snd_una, ACK, self.snd_buf[:n], gso=gso)
+            self._segment(self.snd_una, ACK, self.snd_buf.peek(0, n), gso=gso)
         elif fin_seq is not None and seq_le(self.snd_una, fin_seq):
             self._segment(fin_seq, ACK | FIN, b"")
         self._rtt_seq = None
@@ -626,7 +627,7 @@ class TCPConnection:
         self,
         seq: int,
         flags: int,
-        payload: bytes | bytearray,
+        payload: bytes | bytearray | memoryview,
         *,
         opts: bytes = b"",
         window: int | None = None,
@@ -752,7 +753,7 @@ class TCPConnection:
     def _close(self, *, notify: bool) -> None:
         self.state = TCPState.CLOSED
         self._disarm()
-        self.snd_buf = bytearray()
+        self.snd_buf.clear()
         if notify:
             self._notify_closed()
 
