@@ -7,6 +7,9 @@ socket callback (batched into one ``call_soon`` per loop iteration), it
 *processes*: acts on the stack's events by opening, writing, half-closing or
 closing host sockets, writes the stack's frames to the TAP, and re-arms the
 single ``call_at`` timer at ``Stack.next_timer()``.
+
+With ``--pcap`` a ``FrameCapture`` gets a copy of every frame read from and
+written to the TAP; without it the only cost is one attribute check per batch.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Sequence
+from typing import Protocol
 
 from slirpy.proxy.forward import HostForwarder, SocketFactory
 from slirpy.proxy.tcp import HostTCP, connect
@@ -39,6 +44,12 @@ _READ_BATCH = 256
 _READ_SIZE = 65536 + 256
 
 
+class FrameCapture(Protocol):
+    """Gets a copy of every frame on the TAP (``slirpy.tap.pcap.PcapWriter``)."""
+
+    def write_frames(self, frames: Sequence[bytes | memoryview]) -> None: ...
+
+
 class Driver:
     """Feeds one ``Stack`` from one TAP file descriptor on one event loop."""
 
@@ -50,12 +61,15 @@ class Driver:
         *,
         outbound_addr: str | None = None,
         ns_sockets: SocketFactory | None = None,
+        capture: FrameCapture | None = None,
     ) -> None:
-        """``outbound_addr``: the source address of outbound host sockets."""
+        """``outbound_addr``: the source address of outbound host sockets;
+        ``capture``: where copies of the TAP's frames go (``--pcap``)."""
         self.loop = loop
         self.stack = stack
         self.tap_fd = tap_fd
         self.tx_dropped = 0
+        self.capture = capture
         self._source = outbound_addr
 
         self._tcp: dict[int, HostTCP] = {}
@@ -63,7 +77,7 @@ class Driver:
         self._udp: dict[int, HostUDP] = {}
         """Host sockets of UDP and ping flows."""
         self._ping_refused = False
-        self._kicked = False
+        self._processing = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._debug = log.isEnabledFor(logging.DEBUG)
@@ -94,6 +108,8 @@ class Driver:
     def _tap_readable(self) -> None:
         fd = self.tap_fd
         receive = self.stack.receive_frame
+        if self.capture is not None:
+            receive = self._receive_captured
         now = self.loop.time()
         for _ in range(_READ_BATCH):
             try:
@@ -108,8 +124,15 @@ class Driver:
             receive(frame, now)
         self.process()
 
+    def _receive_captured(self, frame: bytes | memoryview, now: float) -> None:
+        if self.capture is not None:
+            self.capture.write_frames((frame,))
+        self.stack.receive_frame(frame, now)
+
     def _write_frames(self, frames: list[bytes]) -> None:
         fd = self.tap_fd
+        if self.capture is not None:
+            self.capture.write_frames(frames)
         for frame in frames:
             try:
                 os.write(fd, frame)
@@ -123,23 +146,26 @@ class Driver:
     # ------------------------------------------------------------ processing
 
     def kick(self) -> None:
-        """Process soon: once per loop iteration, however many callbacks asked."""
-        if not self._kicked:
-            self._kicked = True
-            self.loop.call_soon(self._kicked_process)
-
-    def _kicked_process(self) -> None:
-        self._kicked = False
+        """Process now: a host socket's data reaches the TAP in the same loop
+        iteration. A kick while processing is picked up by that processing."""
         self.process()
 
     def process(self) -> None:
+        if self._processing:
+            return
+        self._processing = True
         stack = self.stack
-        while events := stack.pop_events():
-            for event in events:
-                self._dispatch(event)
-        frames = stack.frames_to_send()
-        if frames:
-            self._write_frames(frames)
+        try:
+            while True:
+                while events := stack.pop_events():
+                    for event in events:
+                        self._dispatch(event)
+                frames = stack.frames_to_send()
+                if not frames:
+                    break
+                self._write_frames(frames)
+        finally:
+            self._processing = False
         self._arm_timer()
 
     def _arm_timer(self) -> None:
