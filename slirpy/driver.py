@@ -170,7 +170,10 @@ class Driver:
 
     def _arm_timer(self) -> None:
         at = self.stack.next_timer()
-        if at == self._timer_at:
+        current = self._timer_at
+        if current is not None and (at is None or current <= at):
+            # An early wake-up costs less than re-arming on every ACK: the
+            # stack's deadlines mostly move later.
             return
         if self._timer is not None:
             self._timer.cancel()

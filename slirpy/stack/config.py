@@ -47,6 +47,9 @@ class Limits:
     """Bytes the guest may send beyond what the host socket has taken."""
     tcp_snd_buffer: int = 1 << 20
     """Bytes queued toward the guest before reading from the host pauses."""
+    tcp_delayed_ack: float = 0.001
+    """Seconds an ACK for less than two full segments may wait for data to
+    ride on (0: acknowledge at once)."""
     udp_timeout: float = 240.0
     """Idle seconds before a UDP flow expires (libslirp ``SO_EXPIRE``)."""
     dns_timeout: float = 10.0

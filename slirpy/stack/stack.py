@@ -192,7 +192,8 @@ class Stack:
                 continue
             conn = flows.tcp_by_id.get(flow)
             if conn is not None:
-                if conn.timer_at is not None and conn.timer_at <= now:
+                wakeup = conn.wakeup_at
+                if wakeup is not None and wakeup <= now:
                     conn.on_timer(now)
                     if conn.state is TCPState.SYN_SENT and not conn.guest_mac:
                         self._arp_request(conn.guest_ip)
@@ -831,5 +832,6 @@ class Stack:
             flows.remove_tcp(conn)
             self._dirty.pop(conn.flow, None)
             return
-        if conn.timer_at is not None:
-            flows.schedule(conn.flow, conn.timer_at)
+        wakeup = conn.wakeup_at
+        if wakeup is not None:
+            flows.schedule(conn.flow, wakeup)

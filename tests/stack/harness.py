@@ -39,6 +39,8 @@ class Harness:
         config_fields = {f.name for f in dataclasses.fields(StackConfig)}
         config_kw = {k: v for k, v in limits.items() if k in config_fields}
         limit_kw = {k: v for k, v in limits.items() if k not in config_fields}
+        # ACKs go out at once unless a test asks for the delayed ACK.
+        limit_kw.setdefault("tcp_delayed_ack", 0.0)
         self.config = StackConfig(vnet_hdr=vnet, limits=Limits(**limit_kw), **config_kw)
         self.stack = Stack(self.config, random.Random(seed))
         self.vnet = vnet

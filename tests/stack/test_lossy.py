@@ -84,9 +84,12 @@ def run_transfer(
     host_closes_first: bool = False,
     snd_buffer: int = 256 * 1024,
     pause_every: int = 0,
+    delayed_ack: float = 0.0,
 ) -> Outcome:
     rng = random.Random(seed)
-    h = Harness(vnet=vnet, seed=seed, tcp_snd_buffer=snd_buffer)
+    h = Harness(
+        vnet=vnet, seed=seed, tcp_snd_buffer=snd_buffer, tcp_delayed_ack=delayed_ack
+    )
     link = {"drop": drop, "duplicate": drop / 2, "reorder": drop * 2}
     to_stack = LossyLink(random.Random(rng.random()), **link)
     to_guest = LossyLink(random.Random(rng.random()), **link)
@@ -278,5 +281,18 @@ def test_small_transfers_many_seeds() -> None:
 def test_host_closes_first_under_loss() -> None:
     out = run_transfer(
         size_up=256 * 1024, size_down=4096, drop=0.01, seed=42, host_closes_first=True
+    )
+    assert_clean(out)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_delayed_ack_under_loss(seed: int) -> None:
+    """With the daemon's default delayed ACK, transfers still complete whole."""
+    out = run_transfer(
+        size_up=256 * 1024,
+        size_down=256 * 1024,
+        drop=0.02,
+        seed=seed,
+        delayed_ack=0.001,
     )
     assert_clean(out)

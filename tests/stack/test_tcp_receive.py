@@ -234,3 +234,40 @@ def test_data_after_fin_ignored(h: Harness, close_wait: Peer) -> None:
     peer = close_wait
     peer.send("PA", b"after the end")
     assert h.events() == []
+
+
+def test_delayed_ack_waits_then_goes_out() -> None:
+    """A small segment's ACK waits ``tcp_delayed_ack`` for data to ride on."""
+    h = Harness(tcp_delayed_ack=0.001)
+    peer = tcp_in_state(h, TCPState.ESTABLISHED)
+    peer.send("PA", b"request")
+    assert data_events(h) == [b"request"]
+    h.no_frames()
+    h.advance(0.0005)
+    h.no_frames()
+    h.advance(0.0006)
+    peer.expect_ack()
+    h.advance(1.0)
+    h.no_frames()
+
+
+def test_delayed_ack_rides_on_the_answer() -> None:
+    """The host's answer within the delay carries the ACK; none follows."""
+    h = Harness(tcp_delayed_ack=0.001)
+    peer = tcp_in_state(h, TCPState.ESTABLISHED)
+    peer.send("PA", b"request")
+    data_events(h)
+    h.stack.tcp_send(peer.flow, b"answer", h.now)
+    answer = peer.expect(flags="PA", ack=peer.snd_nxt, payload=b"answer")
+    peer.take(answer)
+    h.advance(0.002)
+    h.no_frames()
+
+
+def test_two_full_segments_are_acked_at_once() -> None:
+    h = Harness(tcp_delayed_ack=0.001)
+    peer = tcp_in_state(h, TCPState.ESTABLISHED, mss=1460)
+    peer.send("PA", bytes(1460))
+    h.no_frames()
+    peer.send("PA", bytes(1460))
+    peer.expect_ack()

@@ -23,7 +23,9 @@ link needs, in the spirit of passt:
   ``tcp_rcv_window`` bytes past what was handed out, except while the driver
   has paused receiving (the host socket is full): then the right edge stops
   moving and the window closes as data arrives, which is the backpressure.
-  ACKs are coalesced: one per connection per batch of frames.
+  ACKs are coalesced: one per connection per batch of frames, and for less
+  than two full segments one waits up to ``Limits.tcp_delayed_ack`` for the
+  host's answer to carry it.
 * **Host to guest.** ``send`` appends to a buffer that holds everything from
   the oldest unacknowledged byte on. Segments are cut from it as the guest's
   (scaled) window allows — no congestion control, no Nagle; with the
@@ -105,6 +107,8 @@ class TCPConnection:
 
     __slots__ = (
         "_ack_pending",
+        "_acked_upto",
+        "ack_deadline",
         "_dupacks",
         "_emit",
         "_events",
@@ -210,6 +214,10 @@ class TCPConnection:
         self._fin_seq: int | None = None
         """Sequence number of our FIN, once it has been sent."""
         self._ack_pending = False
+        self.ack_deadline: float | None = None
+        """When the delayed ACK for small segments is due, if one is owed."""
+        self._acked_upto = 0
+        """``rcv_nxt`` as last acknowledged to the guest."""
         self._dupacks = 0
         self._send_blocked = False
         self._notified_closed = False
@@ -436,7 +444,7 @@ class TCPConnection:
         if self.state is TCPState.CLOSED:
             return
         if payload and self.state.receives_data:
-            self._receive_data(hdr.seq, payload)
+            self._receive_data(hdr.seq, payload, now)
         if flags & FIN:
             self._receive_fin(seq_add(hdr.seq, len(payload)), now)
 
@@ -523,7 +531,7 @@ class TCPConnection:
             self._events.append(TCPWritable(self.flow))
         self._transmit(now)
 
-    def _receive_data(self, seq: int, payload: memoryview) -> None:
+    def _receive_data(self, seq: int, payload: memoryview, now: float) -> None:
         offset = seq_diff(self.rcv_nxt, seq)
         if offset < 0:
             # Out of order: drop it; the duplicate ACK asks for what is missing.
@@ -541,8 +549,14 @@ class TCPConnection:
             return
         self.rcv_nxt = seq_add(self.rcv_nxt, len(payload))
         self._events.append(TCPData(self.flow, payload))
-        self._ack_pending = True
-        self._mark_dirty(self)
+        delay = self._limits.tcp_delayed_ack
+        if delay <= 0 or seq_diff(self.rcv_nxt, self._acked_upto) >= 2 * self.local_mss:
+            self._ack_pending = True
+            self._mark_dirty(self)
+        elif self.ack_deadline is None:
+            # Delayed ACK (RFC 9293 §3.8.6.3): the host's answer usually
+            # comes first and carries it.
+            self.ack_deadline = now + delay
 
     def _receive_fin(self, fin_seq: int, now: float) -> None:
         if fin_seq != self.rcv_nxt:
@@ -650,6 +664,9 @@ class TCPConnection:
                 self.guest_mac, self.remote_ip, self.guest_ip, hdr, payload, gso
             )
         )
+        if flags & ACK:
+            self._acked_upto = self.rcv_nxt
+            self.ack_deadline = None
         self._ack_pending = False
 
     def _window_field(self) -> int:
@@ -674,6 +691,12 @@ class TCPConnection:
         if self._ack_pending and self.state is not TCPState.CLOSED:
             self._send_ack()
 
+    def flush_delayed_ack(self) -> None:
+        """Send the delayed ACK now (its deadline passed)."""
+        self.ack_deadline = None
+        if self.state is not TCPState.CLOSED and self._acked_upto != self.rcv_nxt:
+            self._send_ack()
+
     # ------------------------------------------------------------------ timers
 
     def _arm(self, kind: _Timer, at: float) -> None:
@@ -694,8 +717,18 @@ class TCPConnection:
             self._srtt = 0.875 * self._srtt + 0.125 * rtt
         self._rto = min(MAX_RTO, max(MIN_RTO, self._srtt + 4 * self._rttvar))
 
+    @property
+    def wakeup_at(self) -> float | None:
+        """The earlier of ``timer_at`` and the delayed ACK's deadline."""
+        at, ack_at = self.timer_at, self.ack_deadline
+        if at is None or (ack_at is not None and ack_at < at):
+            return ack_at
+        return at
+
     def on_timer(self, now: float) -> None:
-        """Called by the stack when ``timer_at`` has passed."""
+        """Called by the stack when ``wakeup_at`` has passed."""
+        if self.ack_deadline is not None and now >= self.ack_deadline:
+            self.flush_delayed_ack()
         kind = self._timer
         if self.timer_at is None or now < self.timer_at:
             return
