@@ -36,6 +36,7 @@ from slirpy.stack.events import (
     TCPWritable,
     UDPDatagram,
 )
+from slirpy.stack.framing import Frame
 from slirpy.stack.stack import Stack
 
 log = logging.getLogger(__name__)
@@ -129,13 +130,19 @@ class Driver:
             self.capture.write_frames((frame,))
         self.stack.receive_frame(frame, now)
 
-    def _write_frames(self, frames: list[bytes]) -> None:
+    def _write_frames(self, frames: list[Frame]) -> None:
         fd = self.tap_fd
         if self.capture is not None:
-            self.capture.write_frames(frames)
+            self.capture.write_frames(
+                [f if isinstance(f, bytes) else b"".join(f) for f in frames]
+            )
+        write, writev = os.write, os.writev
         for frame in frames:
             try:
-                os.write(fd, frame)
+                if isinstance(frame, bytes):
+                    write(fd, frame)
+                else:
+                    writev(fd, frame)
             except (BlockingIOError, InterruptedError):
                 self.tx_dropped += 1
             except OSError as exc:
@@ -160,7 +167,7 @@ class Driver:
                 while events := stack.pop_events():
                     for event in events:
                         self._dispatch(event)
-                frames = stack.frames_to_send()
+                frames = stack.drain_frames()
                 if not frames:
                     break
                 self._write_frames(frames)

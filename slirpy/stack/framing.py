@@ -25,6 +25,10 @@ from slirpy.stack.wire.checksum import (
     pseudo_header_sum,
 )
 
+Buffer = bytes | bytearray | memoryview
+Frame = bytes | tuple[Buffer, ...]
+"""A frame for the TAP: whole, or as pieces to be written with one ``writev``."""
+
 VNET_HDR_LEN: Final = 10
 _VNET: Final = struct.Struct("<BBHHHH")
 _VNET_NEEDS_CSUM: Final = 1
@@ -86,8 +90,11 @@ class Framer:
         segment_header: bytearray,
         payload: bytes | bytearray | memoryview,
         gso_size: int,
-    ) -> bytes:
-        """A TCP segment; ``segment_header`` has a zero checksum field."""
+    ) -> Frame:
+        """A TCP segment; ``segment_header`` has a zero checksum field.
+
+        A segment with payload is returned in pieces, so the payload is never
+        copied in Python (``os.writev`` gathers it)."""
         tcp_len = len(segment_header) + len(payload)
         pseudo = pseudo_header_sum(src, dst, 6, tcp_len)
         head = self._head(dst_mac, src, dst, 6, tcp_len, 64)
@@ -107,11 +114,17 @@ class Framer:
                 l4_start,
                 _TCP_CSUM_OFFSET,
             )
-            return b"".join((vnet, head, segment_header, payload))
+            return (
+                (vnet, head, segment_header, payload)
+                if payload
+                else b"".join((vnet, head, segment_header))
+            )
         # TCP headers are 4-byte multiples, so summing the parts is exact.
         total = add_sums(ones_sum(segment_header, pseudo), ones_sum(payload))
         _H.pack_into(segment_header, _TCP_CSUM_OFFSET, finish(total))
-        return b"".join((head, segment_header, payload))
+        if payload:
+            return (head, segment_header, payload)
+        return head + segment_header
 
     def udp(
         self,

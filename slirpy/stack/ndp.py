@@ -17,7 +17,7 @@ from typing import Final
 
 from slirpy.stack.config import ROUTER_LINK_LOCAL, StackConfig
 from slirpy.stack.errors import TruncatedError
-from slirpy.stack.framing import Framer
+from slirpy.stack.framing import Frame, Framer
 from slirpy.stack.wire import icmpv6
 from slirpy.stack.wire.icmpv6 import ICMPv6Type
 
@@ -87,7 +87,7 @@ class NeighborDiscovery:
         src: bytes,
         typ: int,
         body: memoryview,
-        out: list[bytes],
+        out: list[Frame],
         learn: Callable[[bytes, bytes], None],
     ) -> None:
         """Handle a router or neighbour solicitation or a neighbour advertisement."""

@@ -10,7 +10,8 @@ and, through address translation, every other host on the Internet. It never
 does I/O and never reads a clock. Its driver
 
 1. feeds each frame read from the TAP to ``receive_frame(frame, now)``;
-2. writes ``frames_to_send()`` to the TAP;
+2. writes ``drain_frames()`` to the TAP (``frames_to_send()`` gives the
+   same frames whole);
 3. acts on ``pop_events()`` (connect a host socket, write data to it, ...)
    and answers through the commands (``accept``, ``reject``, ``tcp_send``,
    ``tcp_shutdown``, ``tcp_abort``, ``set_receive_paused``, ``udp_send``,
@@ -52,7 +53,7 @@ from slirpy.stack.events import (
     UDPDatagram,
 )
 from slirpy.stack.flows import FlowTable, UDPFlow, UDPKey
-from slirpy.stack.framing import VNET_HDR_LEN, Framer, icmp_unreachable
+from slirpy.stack.framing import VNET_HDR_LEN, Frame, Framer, icmp_unreachable
 from slirpy.stack.nat import NAT, Verdict
 from slirpy.stack.ndp import NeighborDiscovery
 from slirpy.stack.stats import Stats
@@ -111,7 +112,7 @@ class Stack:
             config.gateway_mac, vnet_hdr=config.vnet_hdr, src_mac6=config.router_mac
         )
         self._vnet = config.vnet_hdr
-        self._out: list[bytes] = []
+        self._out: list[Frame] = []
         self._events: list[Event] = []
         self._dirty: dict[int, TCPConnection] = {}
         self._neighbours: OrderedDict[bytes, bytes] = OrderedDict()
@@ -152,7 +153,11 @@ class Stack:
             self.stats.rx_malformed += 1
 
     def frames_to_send(self) -> list[bytes]:
-        """Frames for the TAP, in order; the list is handed over."""
+        """Frames for the TAP, in order, each as one ``bytes``."""
+        return [f if isinstance(f, bytes) else b"".join(f) for f in self.drain_frames()]
+
+    def drain_frames(self) -> list[Frame]:
+        """Frames for the TAP, in order; big ones in pieces for ``os.writev``."""
         if self._dirty:
             for conn in self._dirty.values():
                 conn.flush()

@@ -69,7 +69,7 @@ from slirpy.stack.events import (
     TCPReset,
     TCPWritable,
 )
-from slirpy.stack.framing import Framer
+from slirpy.stack.framing import Frame, Framer
 from slirpy.stack.stats import Stats
 from slirpy.stack.tcp.buffers import SendBuffer
 from slirpy.stack.tcp.seq import seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
@@ -108,7 +108,6 @@ class TCPConnection:
     __slots__ = (
         "_ack_pending",
         "_acked_upto",
-        "ack_deadline",
         "_dupacks",
         "_emit",
         "_events",
@@ -129,6 +128,7 @@ class TCPConnection:
         "_stats",
         "_timer",
         "accepted",
+        "ack_deadline",
         "flow",
         "guest_ip",
         "guest_mac",
@@ -171,7 +171,7 @@ class TCPConnection:
         mtu: int,
         iss: int,
         events: list[Event],
-        emit: Callable[[bytes], None],
+        emit: Callable[[Frame], None],
         mark_dirty: Callable[[TCPConnection], None],
         stats: Stats,
     ) -> None:
