@@ -93,7 +93,7 @@ class AddHostFwd:
     proto: Proto
     host_addr: IPAddress
     host_port: int
-    guest_addr: ipaddress.IPv4Address | None
+    guest_addr: IPAddress | None
     guest_port: int
     splice: bool | None = None
 
@@ -138,7 +138,7 @@ class HostFwdEntry:
     proto: Proto
     host_addr: IPAddress
     host_port: int
-    guest_addr: ipaddress.IPv4Address
+    guest_addr: IPAddress
     guest_port: int
     splice: bool = False
 
@@ -248,14 +248,16 @@ def _parse_add(args: dict[str, object]) -> AddHostFwd | BadRequest:
     host_port = _port(args.get("host_port"), 0)
     if host_port is None:
         return BadRequest(BAD_HOST_PORT)
-    guest_addr: ipaddress.IPv4Address | None = None
+    guest_addr: IPAddress | None = None
     raw_guest = args.get("guest_addr", _MISSING)
     if raw_guest is not _MISSING and raw_guest != "":
         if not isinstance(raw_guest, str):
             return BadRequest(BAD_GUEST_ADDR)
         try:
-            guest_addr = ipaddress.IPv4Address(raw_guest)
+            guest_addr = ipaddress.ip_address(raw_guest)
         except ValueError:
+            return BadRequest(BAD_GUEST_ADDR)
+        if "%" in raw_guest:
             return BadRequest(BAD_GUEST_ADDR)
     guest_port = _port(args.get("guest_port"), 1)
     if guest_port is None:

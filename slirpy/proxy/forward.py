@@ -67,7 +67,7 @@ class ForwardRule:
     host_addr: ipaddress.IPv4Address | ipaddress.IPv6Address
     host_port: int
     """The port actually bound (the chosen one when 0 was asked for)."""
-    guest_addr: ipaddress.IPv4Address
+    guest_addr: ipaddress.IPv4Address | ipaddress.IPv6Address
     guest_port: int
     splice: bool = False
     """Loopback clients take the zero-copy path."""
@@ -151,7 +151,7 @@ class HostForwarder:
         proto: Proto,
         host_addr: ipaddress.IPv4Address | ipaddress.IPv6Address,
         host_port: int,
-        guest_addr: ipaddress.IPv4Address,
+        guest_addr: ipaddress.IPv4Address | ipaddress.IPv6Address,
         guest_port: int,
         *,
         splice: bool = False,
@@ -260,7 +260,8 @@ class HostForwarder:
     def _splice(self, rule: ForwardRule, conn: socket.socket) -> None:
         assert self._ns_sockets is not None  # add() refuses splice without it
         try:
-            inner = self._ns_sockets.new_socket(socket.AF_INET)
+            family = socket.AF_INET6 if rule.guest_addr.version == 6 else socket.AF_INET
+            inner = self._ns_sockets.new_socket(family)
         except OSError as exc:
             log.warning("no socket in the container for forward #%d: %s", rule.id, exc)
             _reset(conn)

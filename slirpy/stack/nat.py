@@ -111,13 +111,19 @@ class NAT:
             return Verdict.DROP
         return dst, port
 
-    def inbound_source(self, client: bytes) -> bytes:
-        """How a port-forward client (packed IPv4 or IPv6) appears to the guest.
+    def inbound_source(self, client: bytes, guest: bytes = b"") -> bytes:
+        """How a port-forward client (packed IPv4 or IPv6) appears to ``guest``.
 
         As libslirp's ``sotranslate_accept``: loopback and unspecified clients
         appear as the gateway; other IPv4 clients keep their address. An IPv4
         guest cannot see an IPv6 address, so IPv6 clients (other than
-        IPv4-mapped ones) appear as the gateway too."""
+        IPv4-mapped ones) appear as the gateway too. Toward an IPv6 guest
+        (a 16-byte ``guest``) the same holds with prefix::2 as the gateway,
+        and an IPv4 client, which it cannot see either, appears as that."""
+        if len(guest) == 16:
+            if len(client) == 4 or client == LOOPBACK6 or not any(client):
+                return self.host6
+            return client
         if len(client) == 16:
             if client[:12] != _V4_MAPPED_PREFIX:
                 return self.gateway

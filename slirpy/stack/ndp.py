@@ -29,6 +29,7 @@ MAX_INTERVAL: Final = 600.0
 ALL_NODES: Final = ipaddress.IPv6Address("ff02::1").packed
 ALL_NODES_MAC: Final = b"\x33\x33\x00\x00\x00\x01"
 UNSPECIFIED: Final = bytes(16)
+SOLICITED_NODE_PREFIX: Final = ipaddress.IPv6Address("ff02::1:ff00:0").packed[:13]
 _ND_HOP_LIMIT: Final = 255
 
 
@@ -76,6 +77,26 @@ class NeighborDiscovery:
             self.router,
             dst,
             ICMPv6Type.ROUTER_ADVERTISEMENT,
+            0,
+            body,
+            _ND_HOP_LIMIT,
+        )
+
+    def solicitation(self, target: bytes) -> bytes:
+        """A neighbour solicitation for ``target`` from the router (to resolve
+        the guest's MAC for a port forward)."""
+        group = SOLICITED_NODE_PREFIX + target[-3:]
+        mac = b"\x33\x33" + group[-4:]
+        body = (
+            bytes(4)
+            + target
+            + icmpv6.link_layer_option(icmpv6.OPT_SOURCE_LL, self._router_mac)
+        )
+        return self._framer.icmpv6(
+            mac,
+            self.router,
+            group,
+            ICMPv6Type.NEIGHBOR_SOLICITATION,
             0,
             body,
             _ND_HOP_LIMIT,

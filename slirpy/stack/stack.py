@@ -320,7 +320,7 @@ class Stack:
         the connection cannot be tracked (limit, or the same four-tuple is in
         use)."""
         flows = self.flows
-        src = self.nat.inbound_source(client)
+        src = self.nat.inbound_source(client, guest_ip)
         key = (guest_ip, guest_port, src, client_port)
         old = flows.tcp_by_key.get(key)
         if old is not None and not old.finished:
@@ -354,7 +354,7 @@ class Stack:
 
         Returns the flow id of the client's flow; the guest's replies come back
         as ``UDPDatagram`` events of that flow."""
-        src = self.nat.inbound_source(client)
+        src = self.nat.inbound_source(client, guest_ip)
         key = (guest_ip, guest_port, src, client_port)
         uflow = self.flows.udp_by_key.get(key)
         mac = self._neighbours.get(guest_ip, b"")
@@ -379,6 +379,10 @@ class Stack:
         return uflow.flow
 
     def _arp_request(self, ip: bytes) -> None:
+        """Ask for ``ip``'s MAC: ARP for IPv4, a neighbour solicitation for IPv6."""
+        if len(ip) == 16:
+            self._out.append(self._ndp.solicitation(ip))
+            return
         request = arp.ARPPacket(
             operation=arp.ARPOperation.REQUEST,
             sender_mac=self.config.gateway_mac,

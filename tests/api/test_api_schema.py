@@ -56,7 +56,7 @@ def fwd(
     proto: str = "tcp",
     host_addr: V4 | V6 = ANY,
     host_port: int = 8080,
-    guest_addr: V4 | None = None,
+    guest_addr: V4 | V6 | None = None,
     guest_port: int = 80,
     *,
     splice: bool | None = None,
@@ -137,6 +137,11 @@ VALID = [
         add(proto="tcp", host_port=8080, guest_addr="8.8.8.8", guest_port=80),
         fwd(guest_addr=V4("8.8.8.8")),
         id="guest-addr-outside-subnet",
+    ),
+    pytest.param(
+        add(proto="tcp", host_port=8080, guest_addr="fd00::100", guest_port=80),
+        fwd(guest_addr=V6("fd00::100")),
+        id="guest-addr-ipv6",
     ),
     pytest.param(
         add(proto="tcp", host_port=8080, guest_port=80, splice=True),
@@ -361,7 +366,7 @@ INVALID = [
             schema.BAD_GUEST_ADDR,
             id=f"guest-addr-{value!r}",
         )
-        for value in ["bad", "::1", "fd00::100", "10.0.2.100 ", 5, None, False]
+        for value in ["bad", "fe80::1%lo", "10.0.2.100 ", 5, None, False]
     ],
     # add_hostfwd: guest_port
     *[

@@ -249,7 +249,7 @@ def test_many_forwards_listed(run: Run, sock_dir: str) -> None:
         ),
         pytest.param(
             b'{"execute":"add_hostfwd","arguments":{"proto":"tcp",'
-            b'"host_port":1,"guest_addr":"::1","guest_port":1}}',
+            b'"host_port":1,"guest_addr":"localhost","guest_port":1}}',
             schema.BAD_GUEST_ADDR,
             id="bad-guest-addr",
         ),

@@ -20,8 +20,10 @@ from lab import (
     Lab,
     LabError,
     Server,
+    fwd_tcp,
     rand_sha256,
     tcp_connect_error,
+    tcp_server,
     tcp_transfer,
     udp_echo,
 )
@@ -152,3 +154,26 @@ def test_disable_host_loopback6(lab: Lab, container: Container) -> None:
     assert tcp_connect_error(lab, container, f"[{HOST6}]", server.port) == (
         "ENETUNREACH"
     )
+
+
+def test_forward_to_ipv6_guest(
+    lab: Lab, container: Container, slirpy_only: None
+) -> None:
+    """A forward to the guest's IPv6 address: an IPv6 client on the host's
+    loopback reaches it and appears as fd00::2 (slirpy's API takes an IPv6
+    ``guest_addr``; slirp4netns's takes none)."""
+    container.run(["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"])
+    daemon = lab.start_daemon(
+        container, "--enable-ipv6", api_socket=lab.api_socket_path()
+    )
+    guest6 = _global_address(container)
+    server = tcp_server(container, "send:rand:64:200000,shutwr", bind="::")
+    fwd_id = daemon.add_hostfwd(
+        "tcp", 18086, server.port, host_addr="::1", guest_addr=guest6
+    )
+    assert fwd_id == 1
+    (client,) = fwd_tcp(lab.host, ["[::1]:18086"], "recv")
+    (served,) = server.results(1, timeout=30)
+    assert client["error"] is None, client
+    assert client["rx_sha256"] == rand_sha256(64, 200000)
+    assert served["peer"].startswith(f"{HOST6}:")
