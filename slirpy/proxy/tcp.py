@@ -185,7 +185,7 @@ async def connect(
                 lambda: HostTCP(stack, flow, loop, kick),
                 host=host,
                 port=port,
-                local_addr=None if source is None or len(addr) == 16 else (source, 0),
+                local_addr=None if source is None else (source, 0),
             ),
             CONNECT_TIMEOUT,
         )

@@ -177,3 +177,19 @@ def test_forward_to_ipv6_guest(
     assert client["error"] is None, client
     assert client["rx_sha256"] == rand_sha256(64, 200000)
     assert served["peer"].startswith(f"{HOST6}:")
+
+
+def test_outbound_addr6(lab: Lab, container: Container) -> None:
+    """IPv6 host sockets leave from ``--outbound-addr6``."""
+    lab.host.run(["ip", "-6", "addr", "add", f"{REMOTE6}/64", "dev", "veth0", "nodad"])
+    lab.host.run(["ip", "-6", "addr", "add", "2001:db8::3/64", "dev", "veth0", "nodad"])
+    _start(lab, container, "--outbound-addr6=2001:db8::3")
+    transfer = tcp_transfer(
+        lab,
+        container,
+        server_actions="send:rand:65:1000,shutwr",
+        client_actions="recv",
+        bind=REMOTE6,
+        connect=f"[{REMOTE6}]",
+    )
+    assert transfer.server["peer"].startswith("2001:db8::3:")
