@@ -61,10 +61,12 @@ class Driver:
         tap_fd: int,
         *,
         outbound_addr: str | None = None,
+        outbound_addr6: str | None = None,
         ns_sockets: SocketFactory | None = None,
         capture: FrameCapture | None = None,
     ) -> None:
-        """``outbound_addr``: the source address of outbound host sockets;
+        """``outbound_addr``/``outbound_addr6``: the source addresses of
+        outbound IPv4/IPv6 host sockets;
         ``capture``: where copies of the TAP's frames go (``--pcap``)."""
         self.loop = loop
         self.stack = stack
@@ -72,6 +74,7 @@ class Driver:
         self.tx_dropped = 0
         self.capture = capture
         self._source = outbound_addr
+        self._source6 = outbound_addr6
 
         self._tcp: dict[int, HostTCP] = {}
         self._connecting: dict[int, asyncio.Task[None]] = {}
@@ -247,7 +250,7 @@ class Driver:
                 self.loop,
                 self.kick,
                 self._tcp,
-                self._source,
+                *self._source_for(event.dst_addr),
             )
         )
         self._connecting[flow] = task
@@ -270,55 +273,53 @@ class Driver:
     def _udp_datagram(self, event: UDPDatagram) -> None:
         if self.forwarder.udp_reply(event.flow, event.data):
             return
-        host = self._udp.get(event.flow)
-        if host is None:
-            try:
-                host = HostUDP(
-                    self.stack,
-                    event.flow,
-                    self.loop,
-                    self.kick,
-                    *self._source_for(event.dst_addr),
-                    family=_family(event.dst_addr),
-                )
-            except OSError as exc:
-                log.warning("cannot open a UDP socket: %s", exc)
-                self.stack.close_flow(event.flow)
-                return
-            self._udp[event.flow] = host
-        host.send(event.data, event.dst_addr, event.dst_port)
+        host = self._udp.get(event.flow) or self._open_datagram(
+            HostUDP, event.flow, event.dst_addr
+        )
+        if host is not None:
+            host.send(event.data, event.dst_addr, event.dst_port)
 
     def _ping(self, event: PingRequest) -> None:
         host = self._udp.get(event.flow)
         if not isinstance(host, HostPing):
-            try:
-                host = HostPing(
-                    self.stack,
-                    event.flow,
-                    self.loop,
-                    self.kick,
-                    *self._source_for(event.dst_addr),
-                    family=_family(event.dst_addr),
+            host = self._open_datagram(HostPing, event.flow, event.dst_addr)
+        if isinstance(host, HostPing):
+            host.send_echo(event.dst_addr, event.seq, event.data)
+
+    def _open_datagram(
+        self, kind: type[HostUDP], flow: int, dst_addr: bytes
+    ) -> HostUDP | None:
+        """The host socket for a new UDP or ping flow; None (and the flow
+        forgotten) when it cannot be opened."""
+        try:
+            host = kind(
+                self.stack,
+                flow,
+                self.loop,
+                self.kick,
+                *self._source_for(dst_addr),
+                family=_family(dst_addr),
+            )
+        except OSError as exc:
+            if kind is not HostPing:
+                log.warning("cannot open a UDP socket: %s", exc)
+            elif not self._ping_refused:
+                self._ping_refused = True
+                log.warning(
+                    "cannot open a ping socket (%s): echo requests to other "
+                    "hosts are dropped; net.ipv4.ping_group_range must include "
+                    "this process's group",
+                    exc,
                 )
-            except OSError as exc:
-                if not self._ping_refused:
-                    self._ping_refused = True
-                    log.warning(
-                        "cannot open a ping socket (%s): echo requests to other "
-                        "hosts are dropped; net.ipv4.ping_group_range must include "
-                        "this process's group",
-                        exc,
-                    )
-                self.stack.close_flow(event.flow)
-                return
-            self._udp[event.flow] = host
-        host.send_echo(event.dst_addr, event.seq, event.data)
+            self.stack.close_flow(flow)
+            return None
+        self._udp[flow] = host
+        return host
 
     def _source_for(self, addr: bytes) -> tuple[str, ...]:
         """The source address to bind an outbound socket to, if any."""
-        if self._source is None or len(addr) == 16:
-            return ()
-        return (self._source,)
+        source = self._source6 if len(addr) == 16 else self._source
+        return () if source is None else (source,)
 
 
 def _family(addr: bytes) -> int:

@@ -21,7 +21,8 @@ by every datagram either way, removed when idle past its timeout or evicted
 Timers: the table keeps one heap of ``(deadline, flow id)``. Entries are never
 removed early; a popped entry whose flow is gone or whose deadline moved is
 skipped or pushed again with the real deadline, so re-arming a timer on every
-ACK costs nothing unless it moves earlier.
+ACK costs nothing unless it moves earlier. When stale entries outnumber the
+live ones the heap is rebuilt, so its size stays proportional to the flows.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ guest port, client address as the guest sees it, client port) for a UDP flow
 of a port forward; (guest address, echo identifier, ``"icmp"``) for pings."""
 
 _MAX_UDP_PEERS = 64
+_HEAP_SLACK = 1024
 
 
 def endpoint(addr: bytes, port: int) -> str:
@@ -181,7 +183,13 @@ class FlowTable:
         if current is not None and current <= at:
             return
         self._scheduled[flow] = at
-        heapq.heappush(self._heap, (at, flow))
+        heap = self._heap
+        heapq.heappush(heap, (at, flow))
+        if len(heap) > 2 * len(self._scheduled) + _HEAP_SLACK:
+            # Entries of forgotten flows linger until their deadline; a guest
+            # churning through flows must not grow the heap with them.
+            heap[:] = [(when, fid) for fid, when in self._scheduled.items()]
+            heapq.heapify(heap)
 
     def next_deadline(self) -> float | None:
         heap = self._heap

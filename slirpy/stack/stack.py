@@ -503,6 +503,21 @@ class Stack:
         else:
             self.stats.rx_unknown_protocol += 1
 
+    def _outbound(
+        self, src_mac: bytes, ip: IPHeader, packet: memoryview, port: int
+    ) -> tuple[bytes, int] | None:
+        """The host-side destination of a new flow, or None after telling the
+        guest (ICMP unreachable) or silently dropping, as the NAT decides."""
+        verdict = self.nat.outbound(ip.dst, port)
+        if not isinstance(verdict, Verdict):
+            return verdict
+        self.stats.rx_policy_drop += 1
+        if verdict is Verdict.UNREACHABLE:
+            self._send_unreachable(
+                src_mac, ip.src, UnreachableCode.NET, self._quote(ip, packet)
+            )
+        return None
+
     def _quote(self, ip: IPHeader, packet: memoryview) -> bytes:
         """The start of ``packet`` for an ICMP error: the header and 8 bytes
         (RFC 792), or as much as fits the IPv6 minimum MTU (RFC 4443 §3.1)."""
@@ -654,15 +669,10 @@ class Stack:
         if hdr.dst_port == dhcp.CLIENT_PORT or hdr.src_port == 0 or hdr.dst_port == 0:
             self.stats.udp_unsupported_port += 1
             return
-        verdict = self.nat.outbound(ip.dst, hdr.dst_port)
-        if isinstance(verdict, Verdict):
-            self.stats.rx_policy_drop += 1
-            if verdict is Verdict.UNREACHABLE:
-                self._send_unreachable(
-                    src_mac, ip.src, UnreachableCode.NET, self._quote(ip, packet)
-                )
+        destination = self._outbound(src_mac, ip, packet, hdr.dst_port)
+        if destination is None:
             return
-        host_addr, host_port = verdict
+        host_addr, host_port = destination
         key = (ip.src, hdr.src_port)
         is_dns = ip.dst == self._dns or ip.dst == self.nat.dns6
         limits = self.config.limits
@@ -765,13 +775,8 @@ class Stack:
         if hdr.src_port == 0 or hdr.dst_port == 0:
             self.stats.rx_malformed += 1
             return
-        verdict = self.nat.outbound(ip.dst, hdr.dst_port)
-        if isinstance(verdict, Verdict):
-            self.stats.rx_policy_drop += 1
-            if verdict is Verdict.UNREACHABLE:
-                self._send_unreachable(
-                    src_mac, ip.src, UnreachableCode.NET, self._quote(ip, packet)
-                )
+        destination = self._outbound(src_mac, ip, packet, hdr.dst_port)
+        if destination is None:
             return
         flows = self.flows
         limits = self.config.limits
@@ -787,7 +792,7 @@ class Stack:
         flows.add_tcp(
             (ip.src, hdr.src_port, ip.dst, hdr.dst_port), conn, half_open=True
         )
-        host_addr, host_port = verdict
+        host_addr, host_port = destination
         self._events.append(
             TCPConnectRequest(conn.flow, host_addr, host_port, ip.src, hdr.src_port)
         )
@@ -840,6 +845,11 @@ class Stack:
         if conn.finished:
             flows.remove_tcp(conn)
             self._dirty.pop(conn.flow, None)
+            waiting = self._awaiting_neighbour.get(conn.guest_ip)
+            if waiting is not None:
+                waiting.discard(conn.flow)
+                if not waiting:
+                    del self._awaiting_neighbour[conn.guest_ip]
             return
         wakeup = conn.wakeup_at
         if wakeup is not None:
