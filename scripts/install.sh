@@ -12,7 +12,8 @@ with_tests=0
 
 debs=(python3 python3-venv python3-seccomp iproute2 util-linux curl)
 if [ "$with_tests" = 1 ]; then
-  debs+=(iperf3 socat ncat busybox slirp4netns passt tcpdump jq iputils-ping procps)
+  debs+=(iperf3 socat ncat busybox slirp4netns passt tcpdump jq iputils-ping procps
+         rootlesskit podman uidmap)
 fi
 missing=()
 for p in "${debs[@]}"; do
@@ -37,6 +38,8 @@ if [ "$with_tests" = 1 ]; then
 else
   "$venv/bin/python" -m pip install -q "$here"
 fi
+# The same version number may hide newer code: always install this tree.
+"$venv/bin/python" -m pip install -q --no-deps --force-reinstall "$here"
 chmod -R a+rX "$venv"
 ln -sf "$venv/bin/slirpy" /usr/local/bin/slirpy
 echo "slirpy installed in $venv (and /usr/local/bin/slirpy)"
