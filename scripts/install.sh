@@ -13,7 +13,7 @@ with_tests=0
 debs=(python3 python3-venv python3-seccomp iproute2 util-linux curl)
 if [ "$with_tests" = 1 ]; then
   debs+=(iperf3 socat ncat busybox slirp4netns passt tcpdump jq iputils-ping procps
-         rootlesskit podman uidmap)
+         rootlesskit podman uidmap tshark groff-base man-db)
 fi
 missing=()
 for p in "${debs[@]}"; do
@@ -42,4 +42,5 @@ fi
 "$venv/bin/python" -m pip install -q --no-deps --force-reinstall "$here"
 chmod -R a+rX "$venv"
 ln -sf "$venv/bin/slirpy" /usr/local/bin/slirpy
+install -Dm644 "$here/docs/slirpy.1" /usr/local/share/man/man1/slirpy.1
 echo "slirpy installed in $venv (and /usr/local/bin/slirpy)"

@@ -26,10 +26,17 @@ every other check has passed. Turning a feature on means flipping its flag and
 carrying its value into ``DaemonConfig``.
 
 slirpy's own additions: ``--netns-path=PATH`` (the same as
-``--netns-type=path PATH``), ``--debug``, and an MTU below 68 being a usage
-error rather than a failure after start-up. Where an abbreviation would match
-both a slirp4netns option and one of these, the slirp4netns option wins, so
-every abbreviation slirp4netns accepts means the same here.
+``--netns-type=path PATH``), ``--debug``, ``--pcap=FILE``, and an MTU below 68
+being a usage error rather than a failure after start-up. Where an abbreviation
+would match both a slirp4netns option and one of these, the slirp4netns option
+wins, so every abbreviation slirp4netns accepts means the same here.
+
+The second form, ``slirpy [OPTION]... -- [COMMAND [ARG]...]`` (``slirpy.run``),
+is chosen when ``--`` comes before any positional argument, neither
+``--netns-type`` nor ``--netns-path`` is given, and the first word after
+``--`` is not a number (so slirp4netns's ``slirpy -- PID TAPNAME`` keeps its
+meaning). It implies ``-c`` and an MTU of 65520, takes ``-p/--publish``, and
+is quiet: the option warnings and the banner are left out.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from slirpy import __version__
-from slirpy.config import DaemonConfig, NetnsType
+from slirpy.config import DaemonConfig, NetnsType, Publish
 from slirpy.stack.config import (
     DEFAULT_CIDR,
     DEFAULT_CIDR6,
@@ -70,6 +77,9 @@ _CIDR_RE: Final = re.compile(r"((?:[0-9]{1,3}\.){3}[0-9]{1,3})/([0-9]{1,2})")
 _HEX_RE: Final = re.compile(
     rf"[{_C_SPACE}]*([+-]?)(?:0[xX](?=[0-9a-fA-F]))?([0-9a-fA-F]+)"
 )
+RUN_MTU: Final = 65520
+"""The MTU of ``slirpy -- COMMAND`` unless ``--mtu`` says otherwise."""
+RUN_TAP_NAME: Final = "tap0"
 _NETWORK_PREFIX_MIN: Final = 1
 _NETWORK_PREFIX_MAX: Final = 25
 """network+100 is the recommended guest address, so /26 and longer cannot hold it."""
@@ -197,7 +207,6 @@ OPTIONS: Final[tuple[OptionSpec, ...]] = (
         name="outbound-addr6",
         metavar="IPv6",
         help="sets outbound ipv6 address to bound to (experimental)",
-        supported=False,
         warning="WARNING: Support for --outbound-addr6 is experimental",
     ),
     OptionSpec(
@@ -239,6 +248,22 @@ OPTIONS: Final[tuple[OptionSpec, ...]] = (
         help=f"IPv6 prefix with -6, a /64 (default={DEFAULT_CIDR6})",
         native=False,
     ),
+    OptionSpec(
+        name="publish",
+        short="p",
+        metavar="SPEC",
+        help=(
+            "with a COMMAND: forward [IP:]HOST:GUEST[/udp] from the host to the "
+            "namespace (repeatable)"
+        ),
+        native=False,
+    ),
+    OptionSpec(
+        name="pcap",
+        metavar="FILE",
+        help="write every frame on the TAP to FILE (libpcap format)",
+        native=False,
+    ),
     OptionSpec(name="debug", help="log debugging messages to stderr", native=False),
     OptionSpec(name="help", short="h", help="show this help and exit"),
     OptionSpec(name="version", short="v", help="show version and exit"),
@@ -278,7 +303,8 @@ class _Options:
     configure: bool = False
     exit_fd: int | None = None
     ready_fd: int | None = None
-    mtu: int = DEFAULT_MTU
+    mtu: int | None = None
+    """``--mtu``; None: the default of the form used."""
     cidr: str = DEFAULT_CIDR
     disable_host_loopback: bool = False
     netns_type: str | None = None
@@ -296,6 +322,10 @@ class _Options:
     macaddress: str | None = None
     target_type: str | None = None
     debug: bool = False
+    pcap: str | None = None
+    publish: list[str] = field(default_factory=list)
+    quiet: bool = False
+    """``slirpy -- COMMAND``: no option warnings on stdout."""
     unsupported: list[str] = field(default_factory=list)
     """Long names of the unsupported options given, in order, without repeats."""
 
@@ -318,6 +348,7 @@ def usage_text(prog: str = DEFAULT_PROG) -> str:
     """The ``--help`` text, also printed after most usage errors."""
     lines = [
         f"Usage: {prog} [OPTION]... PID|PATH|FD [TAPNAME]",
+        f"   or: {prog} [OPTION]... -- [COMMAND [ARG]...]",
         "User-mode networking for unprivileged network namespaces.",
         "",
     ]
@@ -390,14 +421,17 @@ def _match_long(name: str, body: str, prog: str) -> OptionSpec:
 
 
 def _iter_options(
-    args: Sequence[str], positionals: list[str], prog: str
+    args: Sequence[str],
+    positionals: list[str],
+    prog: str,
+    separator: list[int] | None = None,
 ) -> Iterator[tuple[OptionSpec, str | None]]:
     """Yield ``(option, argument)`` pairs in argv order, GNU ``getopt_long`` style.
 
     Non-option arguments are appended to ``positionals`` (options may follow
     them unless ``POSIXLY_CORRECT`` is set); ``--`` ends the options. Errors
     raise at the point glibc would report them, so earlier options have been
-    acted on.
+    acted on. ``separator`` gets how many positionals came before ``--``.
     """
     posixly_correct = "POSIXLY_CORRECT" in os.environ
     index = 0
@@ -405,6 +439,8 @@ def _iter_options(
         arg = args[index]
         index += 1
         if arg == "--":
+            if separator is not None:
+                separator.append(len(positionals))
             positionals.extend(args[index:])
             return
         if arg.startswith("--"):
@@ -459,7 +495,7 @@ def _apply(opts: _Options, spec: OptionSpec, value: str | None, prog: str) -> No
     """Act on one option as soon as it is parsed (``main.c: parse_args`` switch)."""
     if not spec.supported and spec.name not in opts.unsupported:
         opts.unsupported.append(spec.name)
-    if spec.warning is not None and spec.supported:
+    if spec.warning is not None and spec.supported and not opts.quiet:
         _out(spec.warning)
     arg = value if value is not None else ""
     match spec.name:
@@ -512,6 +548,10 @@ def _apply(opts: _Options, spec: OptionSpec, value: str | None, prog: str) -> No
             opts.target_type = arg
         case "debug":
             opts.debug = True
+        case "pcap":
+            opts.pcap = arg
+        case "publish":
+            opts.publish.append(arg)
         case "help":
             _out(usage_text(prog))
             raise _Exit(0)
@@ -591,22 +631,10 @@ def _check_path(path: str, what: str) -> None:
         ) from None
 
 
-def _build(opts: _Options, positionals: list[str], prog: str) -> DaemonConfig:
-    """Everything after the option loop, in slirp4netns's order."""
-    if opts.macaddress is not None and not opts.configure:
-        raise _usage_error(
-            "--macaddr cannot be specified when --configure or -c is not specified"
-        )
-    if opts.target_type is not None and opts.target_type not in ("netns", "bess"):
-        raise _usage_error('--target-type must be either "netns" or "bess"')
-    if opts.target_type == "bess":
-        # BESS mode takes different positionals; refuse before checking them.
-        raise _Exit(1, f"{prog}: option '--target-type=bess' is not supported yet")
-    if opts.netns_path is not None and opts.netns_type not in (None, "path"):
-        raise _usage_error(
-            f"--netns-path conflicts with --netns-type={opts.netns_type}"
-        )
-
+def _target(
+    opts: _Options, positionals: list[str]
+) -> tuple[NetnsType, str, str | None, bool]:
+    """The namespace and TAP the positionals name: type, target, TAPNAME, ``-c``."""
     if opts.netns_path is not None:
         netns_type = NetnsType.PATH
     elif opts.netns_type is None or opts.netns_type == "pid":
@@ -654,6 +682,44 @@ def _build(opts: _Options, positionals: list[str], prog: str) -> DaemonConfig:
         tap_name = positionals[1]
     if tap_name is not None:
         tap_name = _truncate_ifname(tap_name)
+    return netns_type, target, tap_name, configure
+
+
+def _build(
+    opts: _Options,
+    positionals: list[str],
+    prog: str,
+    command: list[str] | None = None,
+) -> DaemonConfig:
+    """Everything after the option loop, in slirp4netns's order.
+
+    ``command``: the COMMAND of the ``slirpy -- COMMAND`` form (``-c`` implied).
+    """
+    if command is not None:
+        opts.configure = True
+    if opts.macaddress is not None and not opts.configure:
+        raise _usage_error(
+            "--macaddr cannot be specified when --configure or -c is not specified"
+        )
+    if opts.target_type is not None and opts.target_type not in ("netns", "bess"):
+        raise _usage_error('--target-type must be either "netns" or "bess"')
+    if opts.target_type == "bess":
+        # BESS mode takes different positionals; refuse before checking them.
+        raise _Exit(1, f"{prog}: option '--target-type=bess' is not supported yet")
+    if opts.netns_path is not None and opts.netns_type not in (None, "path"):
+        raise _usage_error(
+            f"--netns-path conflicts with --netns-type={opts.netns_type}"
+        )
+
+    tap_name: str | None
+    if command is not None:
+        if opts.userns_path is not None:
+            raise _Exit(1, "--userns-path cannot be used with a COMMAND")
+        netns_type, target, tap_name, configure = NetnsType.PID, "", RUN_TAP_NAME, True
+    elif opts.publish:
+        raise _Exit(1, f"--publish needs a COMMAND: {prog} [OPTION]... -- COMMAND")
+    else:
+        netns_type, target, tap_name, configure = _target(opts, positionals)
 
     try:
         network = parse_cidr(opts.cidr)
@@ -691,6 +757,25 @@ def _build(opts: _Options, positionals: list[str], prog: str) -> DaemonConfig:
             raise _Exit(
                 1, "outbound-addr has to be valid ipv4 address or interface name."
             )
+    outbound_addr6 = None
+    if opts.outbound_addr6 is not None:
+        from slirpy.proxy.outbound import resolve_ipv6
+
+        outbound_addr6 = resolve_ipv6(opts.outbound_addr6)
+        if outbound_addr6 is None:
+            raise _Exit(
+                1, "outbound-addr6 has to be valid ipv6 address or interface name."
+            )
+
+    publish: list[Publish] = []
+    if opts.publish:
+        from slirpy.run import parse_publish
+
+        for spec in opts.publish:
+            try:
+                publish.append(parse_publish(spec))
+            except ValueError as exc:
+                raise _Exit(1, str(exc)) from None
 
     if opts.unsupported:
         raise _Exit(
@@ -713,18 +798,42 @@ def _build(opts: _Options, positionals: list[str], prog: str) -> DaemonConfig:
         api_socket=opts.api_socket,
         port_splice=opts.port_splice,
         outbound_addr=outbound_addr,
+        outbound_addr6=outbound_addr6,
         enable_sandbox=opts.enable_sandbox,
         enable_seccomp=opts.enable_seccomp,
         debug=opts.debug,
+        pcap=opts.pcap,
+        command=None if command is None else tuple(command),
+        publish=tuple(publish),
         stack=StackConfig(
             network=network,
-            mtu=opts.mtu,
+            mtu=opts.mtu
+            if opts.mtu is not None
+            else (DEFAULT_MTU if command is None else RUN_MTU),
             disable_host_loopback=opts.disable_host_loopback,
             disable_dns=opts.disable_dns,
             enable_ipv6=opts.enable_ipv6,
             network6=network6,
         ),
     )
+
+
+def _command(args: Sequence[str], prog: str) -> list[str] | None:
+    """The COMMAND of ``slirpy [OPTION]... -- [COMMAND [ARG]...]`` (maybe empty),
+    or None for slirp4netns's form; see the module docstring for the rule."""
+    words: list[str] = []
+    separator: list[int] = []
+    names: set[str] = set()
+    try:
+        for spec, _ in _iter_options(args, words, prog, separator):
+            names.add(spec.name)
+    except _Exit:
+        return None  # the real pass reports it
+    if separator != [0] or names & {"netns-type", "netns-path"}:
+        return None
+    if words and _strtol(words[0]) is not None:
+        return None  # "slirpy -- PID TAPNAME"
+    return words
 
 
 def parse_args(args: Sequence[str], *, prog: str | None = None) -> DaemonConfig | int:
@@ -736,12 +845,13 @@ def parse_args(args: Sequence[str], *, prog: str | None = None) -> DaemonConfig 
     """
     if prog is None:
         prog = prog_name()
-    opts = _Options()
+    command = _command(args, prog)
+    opts = _Options(quiet=command is not None)
     positionals: list[str] = []
     try:
         for spec, value in _iter_options(args, positionals, prog):
             _apply(opts, spec, value, prog)
-        return _build(opts, positionals, prog)
+        return _build(opts, positionals, prog, command)
     except _Exit as stop:
         if stop.message is not None:
             _err(stop.message)
@@ -770,6 +880,10 @@ def main(argv: list[str] | None = None) -> int:
     log.debug("config: %s", result)
 
     # Imported here so that --help and usage errors never load the daemon.
+    if result.command is not None:
+        from slirpy import run
+
+        return run.run_command(result, prog=prog)
     from slirpy import daemon
 
     return daemon.run(result)

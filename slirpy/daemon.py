@@ -6,6 +6,10 @@ do_slirp``): obtain the TAP fd from the target namespace (before any event
 loop or thread exists), print the banner, build the stack and its driver,
 then write the ready byte, and serve until the exit fd hangs up or a
 SIGTERM/SIGINT arrives. Nothing is written to the ready fd on failure.
+
+``slirpy -- COMMAND`` (``slirpy.run``) hands ``run`` a TAP it opened itself and
+a ``Companion`` that starts the command once the network is up and ends the
+daemon with the command's exit status.
 """
 
 from __future__ import annotations
@@ -22,19 +26,22 @@ import resource
 import signal
 import sys
 from collections.abc import Callable
+from typing import Protocol
 
 from slirpy.api.schema import AddHostFwd, HostFwdEntry
 from slirpy.api.server import APIServer, APISocketPathTooLongError
 from slirpy.banner import format_banner
 from slirpy.config import DaemonConfig
-from slirpy.driver import Driver
+from slirpy.driver import Driver, FrameCapture
 from slirpy.proxy.forward import HostForwarder
 from slirpy.proxy.resolv import ResolvWatcher
 from slirpy.sandbox import SandboxError, enter_sandbox
 from slirpy.seccomp import SeccompError, enable_seccomp
 from slirpy.stack.stack import Stack
+from slirpy.tap.device import TapDevice
 from slirpy.tap.netns import SetupError, obtain_tap
 from slirpy.tap.nsocket import NamespaceSockets
+from slirpy.tap.pcap import PcapWriter
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +154,15 @@ class ForwardService:
         ]
 
 
+class Companion(Protocol):
+    """Runs beside the daemon: ``slirpy -- COMMAND``'s command (``slirpy.run``)."""
+
+    def start(self, daemon: Daemon) -> None:
+        """The network is up: called once, just before the ready byte, with the
+        daemon's signal handlers in place (it may replace them). It ends the
+        daemon with ``daemon.stop(status)``."""
+
+
 class Daemon:
     """One running slirpy: owns the loop, the stack, the driver and the fds."""
 
@@ -156,8 +172,14 @@ class Daemon:
         tap_fd: int,
         offload: bool,
         ns_sockets: NamespaceSockets | None = None,
+        *,
+        capture: FrameCapture | None = None,
+        companion: Companion | None = None,
     ) -> None:
         self.config = config
+        self.companion = companion
+        self.exit_status = 0
+        """What ``run`` returns once stopped (``stop(status)`` sets it)."""
         self.loop = _new_event_loop()
         stack_config = dataclasses.replace(config.stack, vnet_hdr=offload)
         self.stack = Stack(stack_config, random.SystemRandom())
@@ -167,7 +189,11 @@ class Daemon:
             self.stack,
             tap_fd,
             outbound_addr=None if outbound is None else str(outbound),
+            outbound_addr6=(
+                None if config.outbound_addr6 is None else str(config.outbound_addr6)
+            ),
             ns_sockets=ns_sockets,
+            capture=capture,
         )
         self.resolv = ResolvWatcher()
         self.api: APIServer | None = None
@@ -219,7 +245,10 @@ class Daemon:
             else:
                 raise
 
-    def stop(self) -> None:
+    def stop(self, status: int | None = None) -> None:
+        """End serving; ``status``, if given, becomes the exit status."""
+        if status is not None:
+            self.exit_status = status
         self._stopped.set()
 
     async def _serve(self) -> int:
@@ -252,10 +281,14 @@ class Daemon:
             self.loop.add_signal_handler(sig, self.stop)
         if self.config.exit_fd is not None:
             self._watch_exit_fd(self.config.exit_fd)
+        if self.companion is not None:
+            self.companion.start(self)
+            if self._stopped.is_set():
+                return self.exit_status
         if self.config.ready_fd is not None:
             _write_ready(self.config.ready_fd)
         await self._stopped.wait()
-        return 0
+        return self.exit_status
 
     def run(self) -> int:
         asyncio.set_event_loop(self.loop)
@@ -270,28 +303,55 @@ class Daemon:
             self.loop.close()
 
 
-def run(config: DaemonConfig) -> int:
-    """Start slirpy with ``config``; the process exit status."""
+def run(
+    config: DaemonConfig,
+    *,
+    tap: TapDevice | None = None,
+    companion: Companion | None = None,
+) -> int:
+    """Start slirpy with ``config``; the process exit status.
+
+    ``tap``: a TAP already open in the target namespace (it is closed on
+    return); by default it is obtained as ``config`` says. ``companion``: see
+    ``Companion``.
+    """
     _raise_fd_limit()
-    try:
-        tap = obtain_tap(config)
-    except SetupError as exc:
-        return exc.exit_code
-    ns_sockets = None
-    if config.port_splice:
+    if tap is None:
         try:
-            ns_sockets = NamespaceSockets.start(config)
-        except (OSError, ValueError) as exc:
-            print(
-                f"cannot reach the namespace for --port-splice: {exc}", file=sys.stderr
-            )
-            tap.close()
-            return 1
-    print(format_banner(config, offload=tap.vnet_hdr), flush=True)
-    daemon = Daemon(config, tap.fileno(), tap.vnet_hdr, ns_sockets)
+            tap = obtain_tap(config)
+        except SetupError as exc:
+            return exc.exit_code
+    ns_sockets = None
+    capture = None
     try:
+        if config.port_splice:
+            try:
+                ns_sockets = NamespaceSockets.start(config)
+            except (OSError, ValueError) as exc:
+                print(
+                    f"cannot reach the namespace for --port-splice: {exc}",
+                    file=sys.stderr,
+                )
+                return 1
+        if config.pcap is not None:
+            try:
+                capture = PcapWriter.create(config.pcap, vnet_hdr=tap.vnet_hdr)
+            except OSError as exc:
+                print(f"{config.pcap}: {exc.strerror}", file=sys.stderr)
+                return 1
+        print(format_banner(config, offload=tap.vnet_hdr), flush=True)
+        daemon = Daemon(
+            config,
+            tap.fileno(),
+            tap.vnet_hdr,
+            ns_sockets,
+            capture=capture,
+            companion=companion,
+        )
         return daemon.run()
     finally:
         tap.close()
         if ns_sockets is not None:
             ns_sockets.close()
+        if capture is not None:
+            capture.close()

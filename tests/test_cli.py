@@ -371,7 +371,6 @@ def test_parse_mac(mac: str, expected: bytes):
 # --- options that are parsed but not implemented yet --------------------------
 
 UNSUPPORTED = [
-    pytest.param(["--outbound-addr6=fd01::1"], "outbound-addr6", id="outbound-addr6"),
     pytest.param(["--target-type=netns"], "target-type", id="target-type"),
 ]
 
@@ -389,10 +388,9 @@ def test_unsupported_option(
 
 
 def test_unsupported_options_all_reported(capsys: pytest.CaptureFixture[str]):
-    argv = ["--outbound-addr6=::1", "--target-type=netns", "1234", "tap0"]
+    argv = ["--target-type=netns", "--target-type=netns", "1234", "tap0"]
     assert parse(argv) == 1
     assert capsys.readouterr().err == (
-        "slirpy: option '--outbound-addr6' is not supported yet\n"
         "slirpy: option '--target-type' is not supported yet\n"
     )
 
@@ -400,7 +398,7 @@ def test_unsupported_options_all_reported(capsys: pytest.CaptureFixture[str]):
 def test_unsupported_option_still_validates_positionals(
     capsys: pytest.CaptureFixture[str],
 ):
-    assert parse(["--outbound-addr6=::1", "abc", "tap0"]) == 1
+    assert parse(["--target-type=netns", "abc", "tap0"]) == 1
     assert capsys.readouterr() == (USAGE, "PID must be a positive integer\n")
 
 
@@ -789,11 +787,17 @@ def test_short_options_match_slirp4netns():
     def letters(spec: str) -> set[tuple[str, bool]]:
         return {(m.group(1), bool(m.group(2))) for m in re.finditer(r"(\w)(:?)", spec)}
 
-    assert letters(SHORT_OPTIONS) == letters("ce:r:m:a:6hv")
+    native = "".join(
+        spec.short + (":" if spec.takes_arg else "")
+        for spec in OPTIONS
+        if spec.short is not None and spec.native
+    )
+    assert letters(native) == letters("ce:r:m:a:6hv")
+    assert letters(SHORT_OPTIONS) == letters("ce:r:m:a:6hvp:")  # -p: slirpy's
 
 
 def test_help_lists_exactly_the_supported_options():
-    listed = [line.split()[0].rstrip(",") for line in USAGE.splitlines()[3:]]
+    listed = [line.split()[0].rstrip(",") for line in USAGE.splitlines()[4:]]
     expected = [spec.column().split()[0].rstrip(",") for spec in OPTIONS if spec.listed]
     assert listed == expected
     for spec in OPTIONS:
@@ -806,7 +810,6 @@ def test_help_lists_exactly_the_supported_options():
 # rootlesskit enable a feature when its option appears in --help, so they must
 # stay absent. Flip each to the PRESENT list when the feature lands.
 ABSENT_FROM_HELP = [
-    "--outbound-addr6",
     "--target-type",
 ]
 PRESENT_IN_HELP = [
@@ -823,6 +826,7 @@ PRESENT_IN_HELP = [
     "--enable-ipv6",
     "--cidr6",
     "--port-splice",
+    "--outbound-addr6=",
 ]
 
 
@@ -834,7 +838,8 @@ def test_help_subprocess(flag: str):
     assert proc.stdout == USAGE
     lines = proc.stdout.splitlines()
     assert lines[0] == "Usage: slirpy [OPTION]... PID|PATH|FD [TAPNAME]"
-    assert lines[1] == "User-mode networking for unprivileged network namespaces."
+    assert lines[1] == "   or: slirpy [OPTION]... -- [COMMAND [ARG]...]"
+    assert lines[2] == "User-mode networking for unprivileged network namespaces."
     combined = proc.stdout + proc.stderr  # what podman and rootlesskit search
     for probe in PRESENT_IN_HELP:
         assert probe in combined
@@ -928,8 +933,8 @@ SUBPROCESS_ERRORS = [
     ),
     pytest.param(["1"], "", True, id="no-tapname"),
     pytest.param(
-        ["--outbound-addr6=::1", "1", "tap0"],
-        "slirpy: option '--outbound-addr6' is not supported yet\n",
+        ["--target-type=netns", "1", "tap0"],
+        "slirpy: option '--target-type' is not supported yet\n",
         False,
         id="unsupported",
     ),
@@ -1112,3 +1117,11 @@ def test_port_splice_option(capsys: pytest.CaptureFixture[str]):
     assert not parse_ok(["1", "tap0"]).port_splice
     assert parse(["--port-splice", "--netns-type=tapfd", "5"]) == 1
     assert "--port-splice needs a PID or a namespace path" in capsys.readouterr().err
+
+
+def test_outbound_addr6_option(capsys: pytest.CaptureFixture[str]):
+    config = parse_ok(["--outbound-addr6=fd01::1", "1", "tap0"])
+    assert str(config.outbound_addr6) == "fd01::1"
+    assert str(parse_ok(["--outbound-addr6=lo", "1", "tap0"]).outbound_addr6) == "::1"
+    assert parse(["--outbound-addr6=10.0.0.1", "1", "tap0"]) == 1
+    assert "outbound-addr6 has to be valid ipv6" in capsys.readouterr().err
