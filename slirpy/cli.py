@@ -41,6 +41,7 @@ is quiet: the option warnings and the banner are left out.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -59,6 +60,7 @@ from slirpy.stack.config import (
     DEFAULT_MTU,
     MAX_MTU,
     MIN_MTU,
+    Limits,
     StackConfig,
 )
 
@@ -264,6 +266,30 @@ OPTIONS: Final[tuple[OptionSpec, ...]] = (
         help="write every frame on the TAP to FILE (libpcap format)",
         native=False,
     ),
+    OptionSpec(
+        name="max-flows",
+        metavar="N",
+        help="TCP connections tracked at once (default=4096)",
+        native=False,
+    ),
+    OptionSpec(
+        name="max-half-open",
+        metavar="N",
+        help="guest SYNs waiting for the host's connect (default=256)",
+        native=False,
+    ),
+    OptionSpec(
+        name="max-udp-flows",
+        metavar="N",
+        help="UDP and ping flows, one host socket each (default=1024)",
+        native=False,
+    ),
+    OptionSpec(
+        name="tcp-buffer",
+        metavar="BYTES",
+        help="per-connection receive window and send buffer (default=1048576)",
+        native=False,
+    ),
     OptionSpec(name="debug", help="log debugging messages to stderr", native=False),
     OptionSpec(name="help", short="h", help="show this help and exit"),
     OptionSpec(name="version", short="v", help="show version and exit"),
@@ -323,6 +349,8 @@ class _Options:
     target_type: str | None = None
     debug: bool = False
     pcap: str | None = None
+    limits: dict[str, int] = field(default_factory=dict)
+    """``--max-flows`` and the like, by option name."""
     publish: list[str] = field(default_factory=list)
     quiet: bool = False
     """``slirpy -- COMMAND``: no option warnings on stdout."""
@@ -377,6 +405,23 @@ def _out(text: str) -> None:
 def _err(text: str) -> None:
     sys.stderr.write(text if text.endswith("\n") else text + "\n")
     sys.stderr.flush()
+
+
+def _limits(given: dict[str, int]) -> Limits:
+    """The stack's bounds, with the options given on the command line."""
+    buffer = given.get("tcp-buffer")
+    changes: dict[str, int] = {
+        field_name: given[option]
+        for option, field_name in (
+            ("max-flows", "max_tcp_flows"),
+            ("max-half-open", "max_half_open"),
+            ("max-udp-flows", "max_udp_flows"),
+        )
+        if option in given
+    }
+    if buffer is not None:
+        changes["tcp_rcv_window"] = changes["tcp_snd_buffer"] = buffer
+    return dataclasses.replace(Limits(), **changes)
 
 
 def _strtol(text: str) -> int | None:
@@ -550,6 +595,11 @@ def _apply(opts: _Options, spec: OptionSpec, value: str | None, prog: str) -> No
             opts.debug = True
         case "pcap":
             opts.pcap = arg
+        case "max-flows" | "max-half-open" | "max-udp-flows" | "tcp-buffer":
+            number = _strtol(arg)
+            if number is None or not 1 <= number <= _INT_MAX:
+                raise _usage_error(f"--{spec.name} must be a positive integer")
+            opts.limits[spec.name] = number
         case "publish":
             opts.publish.append(arg)
         case "help":
@@ -814,6 +864,7 @@ def _build(
             disable_dns=opts.disable_dns,
             enable_ipv6=opts.enable_ipv6,
             network6=network6,
+            limits=_limits(opts.limits),
         ),
     )
 

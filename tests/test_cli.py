@@ -1125,3 +1125,26 @@ def test_outbound_addr6_option(capsys: pytest.CaptureFixture[str]):
     assert str(parse_ok(["--outbound-addr6=lo", "1", "tap0"]).outbound_addr6) == "::1"
     assert parse(["--outbound-addr6=10.0.0.1", "1", "tap0"]) == 1
     assert "outbound-addr6 has to be valid ipv6" in capsys.readouterr().err
+
+
+def test_limit_options(capsys: pytest.CaptureFixture[str]):
+    config = parse_ok(
+        [
+            "--max-flows=10",
+            "--max-half-open",
+            "5",
+            "--max-udp-flows=7",
+            "--tcp-buffer=65536",
+            "1",
+            "tap0",
+        ]
+    )
+    limits = config.stack.limits
+    assert (limits.max_tcp_flows, limits.max_half_open, limits.max_udp_flows) == (
+        10,
+        5,
+        7,
+    )
+    assert limits.tcp_rcv_window == limits.tcp_snd_buffer == 65536
+    assert parse(["--max-flows=0", "1", "tap0"]) == 1
+    assert "--max-flows must be a positive integer" in capsys.readouterr().err

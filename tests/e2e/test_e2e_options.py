@@ -5,9 +5,20 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
-from lab import DNS, REMOTE, Container, Lab, Server, tcp_transfer, udp_echo
+from lab import (
+    DNS,
+    GATEWAY,
+    REMOTE,
+    Container,
+    Lab,
+    Server,
+    tcp_connect_error,
+    tcp_transfer,
+    udp_echo,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -79,3 +90,45 @@ def test_outbound_addr(
     assert transfer.server["peer"].split(":")[0] == source
     records = udp_echo(lab, container, bind=REMOTE, connect=REMOTE, count=3)
     assert {r["peer"].split(":")[0] for r in records} == {source}
+
+
+def test_max_flows(lab: Lab, container: Container, slirpy_only: None) -> None:
+    """``--max-flows``: connections beyond the bound are reset at once; the
+    ones tracked go on, and a slot frees when one closes."""
+    lab.start_daemon(container, "--max-flows=2")
+    server = lab.host.start_server(
+        "tcp_peer",
+        "--listen=127.0.0.1:0",
+        "--actions=recv",
+        "--count=20",
+        "--timeout=40",
+    )
+    holders = [
+        container.spawn_python(
+            "tcp_peer",
+            f"--connect={GATEWAY}:{server.port}",
+            "--actions=send:rand:1:10,recv",
+            "--timeout=30",
+            name=f"holder-{i}",
+        )
+        for i in range(2)
+    ]
+    try:
+        deadline = time.monotonic() + 10
+        error = ""
+        while time.monotonic() < deadline:
+            error = tcp_connect_error(lab, container, GATEWAY, server.port)
+            if error:
+                break
+            time.sleep(0.2)
+        assert error == "ECONNREFUSED"
+    finally:
+        for holder in holders:
+            holder.kill()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if tcp_connect_error(lab, container, GATEWAY, server.port) == "":
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("no connection got through after the holders closed")
