@@ -25,6 +25,18 @@ _ECHO_HEAD = struct.Struct("!BBHHH")
 _ECHO_REQUEST, _ECHO_REPLY = 8, 0
 _ECHO_REQUEST6, _ECHO_REPLY6 = 128, 129
 _RECV_BATCH = 64
+_IP_RECVERR = 11
+_IPV6_RECVERR = 25
+_MSG_ERRQUEUE = 0x2000
+_RECVERR = frozenset(
+    ((socket.IPPROTO_IP, _IP_RECVERR), (socket.IPPROTO_IPV6, _IPV6_RECVERR))
+)
+_EXT_ERR = struct.Struct("=IBBBBII")
+"""``struct sock_extended_err``: errno, origin, type, code, pad, info, data."""
+_ORIGIN_ICMP = 2
+_ORIGIN_ICMP6 = 3
+_ERROR_QUOTE = 64
+"""Bytes of the offending datagram's payload kept for the guest's ICMP error."""
 _RECV_SIZE = 65536
 
 
@@ -62,6 +74,10 @@ class HostUDP:
             if source is None:
                 source = "::" if v6 else "0.0.0.0"
             self.sock.bind((source, 0))
+            if v6:
+                self.sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
+            else:
+                self.sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
             loop.add_reader(self.sock.fileno(), self._readable)
         except OSError:
             self.sock.close()
@@ -84,6 +100,7 @@ class HostUDP:
                 break
             except OSError as exc:
                 log.debug("udp #%d receive failed: %s", self.flow, exc)
+                self._errors(now)
                 break
             host = socket.inet_pton(self.family, peer[0].split("%", 1)[0])
             self._deliver(stack, host, peer[1], data, now)
@@ -93,6 +110,27 @@ class HostUDP:
         self, stack: Stack, host: bytes, port: int, data: bytes, now: float
     ) -> None:
         stack.udp_send(self.flow, host, port, data, now)
+
+    def _errors(self, now: float) -> None:
+        """Relay the ICMP errors queued on the socket (``IP_RECVERR``) to the
+        guest, each about the datagram that caused it."""
+        for _ in range(_RECV_BATCH):
+            try:
+                data, ancdata, _flags, addr = self.sock.recvmsg(
+                    _ERROR_QUOTE, 512, _MSG_ERRQUEUE
+                )
+            except OSError:
+                return
+            for level, kind, payload in ancdata:
+                if (level, kind) not in _RECVERR or len(payload) < _EXT_ERR.size:
+                    continue
+                _errno, origin, icmp_type, icmp_code = _EXT_ERR.unpack_from(payload)[:4]
+                if origin not in (_ORIGIN_ICMP, _ORIGIN_ICMP6):
+                    continue
+                dst = socket.inet_pton(self.family, addr[0].split("%", 1)[0])
+                self._stack.udp_error(
+                    self.flow, dst, addr[1], icmp_type, icmp_code, data, now
+                )
 
     def close(self) -> None:
         self._loop.remove_reader(self.sock.fileno())

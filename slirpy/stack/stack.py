@@ -302,6 +302,55 @@ class Stack:
             )
         )
 
+    def udp_error(
+        self,
+        flow: int,
+        dst: bytes,
+        dst_port: int,
+        icmp_type: int,
+        icmp_code: int,
+        payload: bytes,
+        now: float,
+    ) -> None:
+        """An ICMP error the host socket of ``flow`` got for what it sent to
+        ``dst:dst_port`` (``payload`` is the start of that datagram, or the
+        whole echo request of a ping flow): the guest gets the same error,
+        quoting its own packet as it sent it."""
+        uflow = self.flows.udp_by_id.get(flow)
+        if uflow is None or not uflow.guest_mac:
+            return
+        guest_side = uflow.peers.get((dst, dst_port)) or self.nat.reverse(dst, dst_port)
+        v6 = len(uflow.guest_ip) == 16
+        if len(uflow.key) == 3:  # a ping flow: the guest's echo request
+            if len(payload) < 8:
+                return
+            proto = ipv4.IPProtocol.ICMPV6 if v6 else ipv4.IPProtocol.ICMP
+            ident = uflow.guest_port.to_bytes(2, "big")
+            inner = payload[:4] + ident + payload[6:]
+        else:
+            proto = ipv4.IPProtocol.UDP
+            inner = udp.emit(uflow.guest_port, dst_port, len(payload)) + payload
+        self.stats.icmp_errors_relayed += 1
+        if v6:
+            head = ipv6.emit(uflow.guest_ip, guest_side, proto, len(inner), 64)
+            quote = (head + inner)[:_ICMPV6_QUOTE_MAX]
+            self._out.append(
+                self._framer.icmpv6(
+                    uflow.guest_mac,
+                    guest_side,
+                    uflow.guest_ip,
+                    icmp_type,
+                    icmp_code,
+                    bytes(4) + quote,
+                )
+            )
+            return
+        head4 = ipv4.emit(uflow.guest_ip, guest_side, proto, len(inner))
+        message = icmpv4.emit(icmp_type, icmp_code, 0, 0, bytes(head4) + inner[:8])
+        self._out.append(
+            self._framer.icmp(uflow.guest_mac, guest_side, uflow.guest_ip, message)
+        )
+
     # ---------------------------------------------------------- port forwards
 
     def open_tcp(

@@ -24,6 +24,7 @@ class Stats:
     icmp_echo_replies: int = 0
     icmp_echo_dropped: int = 0
     icmp_unreachable_sent: int = 0
+    icmp_errors_relayed: int = 0
     dhcp_replies: int = 0
     udp_datagrams: int = 0
     udp_unsupported_port: int = 0

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from lab import GATEWAY, Container, Daemon, Lab, udp_echo
+from lab import GATEWAY, PYTHON, Container, Daemon, Lab, udp_echo
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -15,3 +15,26 @@ def test_udp_echo_via_gateway(lab: Lab, container: Container, daemon: Daemon) ->
     # The host socket the daemon sends from is on the host's loopback.
     assert all(s["peer"].startswith("127.0.0.1:") for s in seen)
     assert len({s["peer"] for s in seen}) == 1
+
+
+def test_icmp_error_reaches_the_guest(
+    lab: Lab, container: Container, daemon: Daemon
+) -> None:
+    """A datagram to a closed host port: the host's ICMP port unreachable is
+    relayed, so the guest's connected UDP socket sees ECONNREFUSED."""
+    code = (
+        "import socket\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        f"s.connect(('{GATEWAY}', 9))\n"
+        "s.settimeout(5)\n"
+        "s.send(b'anyone?')\n"
+        "try:\n"
+        "    s.recv(100)\n"
+        "    print('ANSWER')\n"
+        "except ConnectionRefusedError:\n"
+        "    print('REFUSED')\n"
+        "except TimeoutError:\n"
+        "    print('TIMEOUT')\n"
+    )
+    result = container.run([PYTHON, "-c", code], timeout=20)
+    assert result.stdout.strip() == "REFUSED", result.describe()

@@ -335,3 +335,21 @@ def test_eviction_spares_a_flow_active_in_the_reply_direction() -> None:
     h.advance(1.0)
     h.send(udp(GW_IP, 7, b"q", sport=5002))
     assert h.events()[0] == FlowClosed(idle)
+
+
+def test_host_icmp_error_is_relayed_quoting_the_guest_datagram(h: Harness) -> None:
+    """``udp_error``: the host socket's ICMP error comes to the guest from the
+    guest-side address, quoting the guest's own datagram header."""
+    h.send(udp(GW_IP, 9, b"anyone?", sport=40123))
+    (event,) = h.events()
+    assert isinstance(event, UDPDatagram)
+    h.stack.udp_error(event.flow, ip4(LOOPBACK_IP), 9, 3, 3, b"anyone?", h.now)
+    frame = h.one_frame()
+    check_ipv4(frame, src=GW_IP, dst=GUEST_IP)
+    pkt = h.dissect(frame)
+    icmp = pkt["ICMP"]
+    assert (icmp.type, icmp.code) == (3, 3)
+    quoted = pkt["IPerror"]
+    assert (quoted.src, quoted.dst) == (GUEST_IP, GW_IP)
+    assert (pkt["UDPerror"].sport, pkt["UDPerror"].dport) == (40123, 9)
+    assert h.stack.stats.icmp_errors_relayed == 1
