@@ -131,6 +131,7 @@ COLOURS = {
     "veth": (150, 150, 150),
     "pasta": (230, 140, 30),
     "slirpy": (40, 110, 200),
+    "slirpy-splice": (120, 60, 180),
     "slirp4netns": (60, 160, 60),
 }
 
@@ -223,7 +224,7 @@ def draw(data: dict[str, Any], path: Path) -> None:
     """Write the chart of ``data`` (the benchmark's JSON) to ``path``."""
     impls = [
         n
-        for n in ("veth", "pasta", "slirpy")
+        for n in ("veth", "pasta", "slirpy", "slirpy-splice")
         if n in data.get("impls", {}) and not data["impls"][n].get("skipped")
     ]
     mtus = list(data.get("results", {}))

@@ -3,6 +3,8 @@
 
 * ``slirpy`` and ``slirp4netns``: ``-c --mtu M -r 3 --api-socket PATH PID tap0``
   in the lab's host namespace; port forwards are added through the API socket.
+  ``slirpy-splice`` is slirpy with ``--port-splice``: its forwards hand loopback
+  clients to a socket in the container and ``splice(2)``.
 * ``pasta``: ``pasta --config-net`` attached to the container by PID, with the
   container's address, netmask and gateway given explicitly so that the guest
   sees the same 10.0.2.0/24 network; pasta maps the gateway address to the
@@ -432,6 +434,11 @@ def make_impls() -> dict[str, Impl]:
         "slirpy": SlirpImpl(
             "slirpy",
             [PYTHON, "-m", "slirpy"],
+            {"PYTHONPATH": str(REPO_ROOT)},
+        ),
+        "slirpy-splice": SlirpImpl(
+            "slirpy-splice",
+            [PYTHON, "-m", "slirpy", "--port-splice"],
             {"PYTHONPATH": str(REPO_ROOT)},
         ),
         "slirp4netns": SlirpImpl("slirp4netns", [SLIRP4NETNS], {}),

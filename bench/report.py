@@ -12,7 +12,13 @@ TIMES = "\u00d7"
 """The multiplication sign after a ratio."""
 DASH = "\u2013"
 """An empty cell."""
-SHORT = {"slirp4netns": "s4n", "slirpy": "slirpy", "pasta": "pasta", "veth": "veth"}
+SHORT = {
+    "slirp4netns": "s4n",
+    "slirpy": "slirpy",
+    "slirpy-splice": "splice",
+    "pasta": "pasta",
+    "veth": "veth",
+}
 
 
 @dataclass(frozen=True)

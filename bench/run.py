@@ -30,7 +30,7 @@ from bench import cases, chart, report
 from bench.impls import Impl, Running, make_impls
 from bench.lab import Container, Lab, LabError, memory_kib
 
-ORDER = ("veth", "slirp4netns", "pasta", "slirpy")
+ORDER = ("veth", "slirp4netns", "pasta", "slirpy", "slirpy-splice")
 DERIVED = {
     "startup_ms": "startup",
     "rss_idle_mib": "rss",
