@@ -101,7 +101,9 @@ class FlowTable:
         self.tcp_by_id: dict[int, TCPConnection] = {}
         self.udp_by_key: OrderedDict[UDPKey, UDPFlow] = OrderedDict()
         self.udp_by_id: dict[int, UDPFlow] = {}
-        self.half_open: set[int] = set()
+        self.half_open: dict[int, None] = {}
+        """Guest connections not yet established (connecting to the host, or
+        SYN-ACK sent), oldest first."""
         self._heap: list[tuple[float, int]] = []
         self._scheduled: dict[int, float] = {}
 
@@ -114,14 +116,14 @@ class FlowTable:
         self.tcp_by_key[key] = conn
         self.tcp_by_id[conn.flow] = conn
         if half_open:
-            self.half_open.add(conn.flow)
+            self.half_open[conn.flow] = None
 
     def remove_tcp(self, conn: TCPConnection) -> None:
         key = (conn.guest_ip, conn.guest_port, conn.remote_ip, conn.remote_port)
         if self.tcp_by_key.get(key) is conn:
             del self.tcp_by_key[key]
         self.tcp_by_id.pop(conn.flow, None)
-        self.half_open.discard(conn.flow)
+        self.half_open.pop(conn.flow, None)
         self._scheduled.pop(conn.flow, None)
 
     # ------------------------------------------------------------------- UDP

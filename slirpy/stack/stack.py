@@ -221,7 +221,6 @@ class Stack:
         conn = self.flows.tcp_by_id.get(flow)
         if conn is None or conn.state is not TCPState.SYN_RECEIVED or conn.accepted:
             return False
-        self.flows.half_open.discard(flow)
         conn.accept(now)
         self._after_tcp(conn)
         return True
@@ -833,7 +832,7 @@ class Stack:
             self.stats.tcp_flow_limit += 1
             self._reset_unknown(src_mac, ip, hdr, 0)
             return
-        if len(flows.half_open) >= limits.max_half_open:
+        if len(flows.half_open) >= limits.max_half_open and not self._evict_embryonic():
             self.stats.tcp_syn_dropped += 1
             return
         conn = self._tcp_connection(src_mac, ip.src, hdr.src_port, ip.dst, hdr.dst_port)
@@ -845,6 +844,20 @@ class Stack:
         self._events.append(
             TCPConnectRequest(conn.flow, host_addr, host_port, ip.src, hdr.src_port)
         )
+
+    def _evict_embryonic(self) -> bool:
+        """Make room among the half-open: forget the oldest connection whose
+        SYN-ACK went unanswered (as a SYN flood leaves them). False if every
+        half-open connection is still waiting for its host connect."""
+        flows = self.flows
+        for flow in flows.half_open:
+            conn = flows.tcp_by_id.get(flow)
+            if conn is not None and conn.accepted:
+                self.stats.tcp_embryonic_evicted += 1
+                conn.abort_silently()
+                self._after_tcp(conn)
+                return True
+        return False
 
     def _tcp_connection(
         self,
@@ -891,6 +904,8 @@ class Stack:
     def _after_tcp(self, conn: TCPConnection) -> None:
         """Bookkeeping after anything touched ``conn``: its timer, its removal."""
         flows = self.flows
+        if conn.flow in flows.half_open and conn.state is not TCPState.SYN_RECEIVED:
+            del flows.half_open[conn.flow]
         if conn.finished:
             flows.remove_tcp(conn)
             self._dirty.pop(conn.flow, None)

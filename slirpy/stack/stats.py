@@ -34,6 +34,7 @@ class Stats:
     tcp_segments: int = 0
     tcp_rst_sent: int = 0
     tcp_syn_dropped: int = 0
+    tcp_embryonic_evicted: int = 0
     tcp_flow_limit: int = 0
     tx_frames: int = 0
 

@@ -276,6 +276,11 @@ class GuestTCP:
         if seg is None:
             return
         if seg.flags & RST:
+            if self.state in ("TIME_WAIT", "CLOSED"):
+                # The answer to a late duplicate of our last ACK once the stack
+                # has forgotten the connection; RFC 1337: TIME-WAIT ignores it.
+                self.ignored_rsts += 1
+                return
             if self.state != "SYN_SENT" and seg.seq != self.rcv_nxt:
                 # RFC 5961 §3.2: not exact, e.g. the answer to a late duplicate
                 # after the stack forgot the connection. Ignore it.

@@ -85,10 +85,15 @@ def run_transfer(
     snd_buffer: int = 256 * 1024,
     pause_every: int = 0,
     delayed_ack: float = 0.0,
+    rcv_window: int = 1 << 20,
 ) -> Outcome:
     rng = random.Random(seed)
     h = Harness(
-        vnet=vnet, seed=seed, tcp_snd_buffer=snd_buffer, tcp_delayed_ack=delayed_ack
+        vnet=vnet,
+        seed=seed,
+        tcp_snd_buffer=snd_buffer,
+        tcp_delayed_ack=delayed_ack,
+        tcp_rcv_window=rcv_window,
     )
     link = {"drop": drop, "duplicate": drop / 2, "reorder": drop * 2}
     to_stack = LossyLink(random.Random(rng.random()), **link)
@@ -268,6 +273,7 @@ def test_slow_host_reader_under_loss(vnet: bool) -> None:
         guest_window=262144,
         guest_wscale=3,
         pause_every=100_000,
+        rcv_window=64 * 1024,
     )
     assert_clean(out)
     assert out.host.pauses >= 5

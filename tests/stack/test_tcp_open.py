@@ -54,7 +54,8 @@ def test_accept_sends_synack(
     )
     assert hv.events() == []
     assert peer.state is TCPState.SYN_RECEIVED
-    assert peer.flow not in hv.stack.flows.half_open
+    # Half-open until the guest's ACK completes the handshake.
+    assert peer.flow in hv.stack.flows.half_open
     assert synack[TCP].seq == peer.conn.iss
 
 
@@ -316,9 +317,17 @@ def test_half_open_limit_drops_and_counts() -> None:
     assert h.events() == []
     assert h.stack.stats.tcp_syn_dropped == 5
     assert len(h.stack.flows.tcp_by_id) == 3
+    # Once one has its SYN-ACK out (embryonic), a new SYN takes its place: a
+    # flood of unanswered handshakes cannot lock real clients out.
     accept(peers[0])
-    Peer(h, sport=7000).connect()
+    h.frames()
+    late = Peer(h, sport=7000)
+    late.send("S", ack=0)
+    events = h.events()
+    assert events[0] == FlowClosed(peers[0].flow)
+    assert isinstance(events[1], TCPConnectRequest)
     assert len(h.stack.flows.half_open) == 3
+    assert h.stack.stats.tcp_embryonic_evicted == 1
 
 
 def test_flow_limit_refuses_with_rst() -> None:

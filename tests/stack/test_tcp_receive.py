@@ -271,3 +271,20 @@ def test_two_full_segments_are_acked_at_once() -> None:
     h.no_frames()
     peer.send("PA", bytes(1460))
     peer.expect_ack()
+
+
+def test_early_segment_is_held_and_delivered_after_the_gap(
+    h: Harness, established: Peer
+) -> None:
+    """Reordering: a segment that arrives before the one it follows is kept,
+    answered with a duplicate ACK, and delivered once the gap is filled, with
+    one ACK covering both."""
+    peer = established
+    start = peer.snd_nxt
+    peer.send("PA", b"second", seq=start + 5)
+    peer.expect_ack(ack=start)
+    assert h.events() == []
+    peer.send("PA", b"first", seq=start)
+    assert data_events(h) == [b"first", b"second"]
+    peer.snd_nxt = start + 11
+    peer.expect_ack(ack=start + 11)

@@ -17,9 +17,10 @@ link needs, in the spirit of passt:
   A port forward opens the other way: ``connect`` sends a SYN (``SYN-SENT``;
   held back until the guest's MAC is known), the guest's SYN-ACK raises
   ``TCPConnected`` and its RST ``TCPReset``.
-* **Guest to host.** Only in-order data is accepted (anything else is dropped
-  and answered with a duplicate ACK, which makes the guest retransmit); it is
-  handed out as ``TCPData`` at once. The advertised window is
+* **Guest to host.** In-order data is handed out as ``TCPData`` at once. A
+  segment that arrives early is held (up to ``_MAX_HELD`` of them, inside the
+  window) and answered with a duplicate ACK, which makes the guest retransmit
+  the missing one; when it comes, the held data follows it out. The advertised window is
   ``tcp_rcv_window`` bytes past what was handed out, except while the driver
   has paused receiving (the host socket is full): then the right edge stops
   moving and the window closes as data arrives, which is the backpressure.
@@ -83,6 +84,9 @@ MAX_RTO: Final = 60.0
 MAX_RETRIES: Final = 12
 MAX_SYN_RETRIES: Final = 5
 TIME_WAIT_SECONDS: Final = 2.0
+_MAX_HELD: Final = 1024
+"""Out-of-order segments kept per connection (all within the window, so what
+they hold is bounded by it)."""
 DEFAULT_PEER_MSS: Final = 536
 _MAX_IP_PAYLOAD: Final = 65535 - 20
 _DUPACK_THRESHOLD: Final = 3
@@ -118,6 +122,7 @@ class TCPConnection:
         "_limits",
         "_mark_dirty",
         "_notified_closed",
+        "_ooo",
         "_retries",
         "_rto",
         "_rtt_seq",
@@ -214,6 +219,8 @@ class TCPConnection:
         self._fin_seq: int | None = None
         """Sequence number of our FIN, once it has been sent."""
         self._ack_pending = False
+        self._ooo: dict[int, memoryview] = {}
+        """Out-of-order segments from the guest, by sequence number."""
         self.ack_deadline: float | None = None
         """When the delayed ACK for small segments is due, if one is owed."""
         self._acked_upto = 0
@@ -237,6 +244,7 @@ class TCPConnection:
         self.state = TCPState.SYN_RECEIVED
         self.irs = hdr.seq
         self.rcv_nxt = seq_add(hdr.seq, 1)
+        self._acked_upto = self.rcv_nxt
         self.peer_mss = hdr.mss if hdr.mss else DEFAULT_PEER_MSS
         if hdr.wscale is not None:
             self.snd_wscale = hdr.wscale
@@ -305,6 +313,8 @@ class TCPConnection:
             return
         self.irs = hdr.seq
         self.rcv_nxt = seq_add(hdr.seq, 1)
+        self.rcv_adv = seq_add(self.rcv_nxt, min(self._limits.tcp_rcv_window, 0xFFFF))
+        self._acked_upto = self.rcv_nxt
         self.peer_mss = hdr.mss if hdr.mss else DEFAULT_PEER_MSS
         if hdr.wscale is None:
             self.rcv_wscale = 0
@@ -533,13 +543,15 @@ class TCPConnection:
 
     def _receive_data(self, seq: int, payload: memoryview, now: float) -> None:
         offset = seq_diff(self.rcv_nxt, seq)
+        room = max(0, seq_diff(self.rcv_adv, self.rcv_nxt))
         if offset < 0:
-            # Out of order: drop it; the duplicate ACK asks for what is missing.
+            # Out of order: keep it (within the window and the queue's bounds)
+            # and ask for what is missing with a duplicate ACK.
+            self._hold(seq, payload[: max(0, room + offset)])
             self._send_ack()
             return
         if offset:
             payload = payload[offset:]
-        room = max(0, seq_diff(self.rcv_adv, self.rcv_nxt))
         if len(payload) > room:
             payload = payload[:room]
         if not payload:
@@ -549,6 +561,8 @@ class TCPConnection:
             return
         self.rcv_nxt = seq_add(self.rcv_nxt, len(payload))
         self._events.append(TCPData(self.flow, payload))
+        if self._ooo:
+            self._release_held()
         delay = self._limits.tcp_delayed_ack
         if delay <= 0 or seq_diff(self.rcv_nxt, self._acked_upto) >= 2 * self.local_mss:
             self._ack_pending = True
@@ -557,6 +571,29 @@ class TCPConnection:
             # Delayed ACK (RFC 9293 §3.8.6.3): the host's answer usually
             # comes first and carries it.
             self.ack_deadline = now + delay
+
+    def _hold(self, seq: int, payload: memoryview) -> None:
+        """Keep an out-of-order segment (a view of its frame, not a copy)."""
+        if not payload or seq in self._ooo or len(self._ooo) >= _MAX_HELD:
+            return
+        self._ooo[seq] = payload
+
+    def _release_held(self) -> None:
+        """Deliver the held segments that the new in-order data reached."""
+        held = self._ooo
+        base = self.rcv_nxt
+        for seq in sorted(held, key=lambda s: seq_diff(s, base)):
+            start = seq_diff(self.rcv_nxt, seq)
+            if start < 0:
+                break  # another gap
+            payload = held.pop(seq)
+            if start < len(payload):
+                rest = payload[start:]
+                self.rcv_nxt = seq_add(self.rcv_nxt, len(rest))
+                self._events.append(TCPData(self.flow, rest))
+        # Whatever was held is now acknowledged at once, filling the guest's hole.
+        self._ack_pending = True
+        self._mark_dirty(self)
 
     def _receive_fin(self, fin_seq: int, now: float) -> None:
         if fin_seq != self.rcv_nxt:
@@ -787,6 +824,7 @@ class TCPConnection:
         self.state = TCPState.CLOSED
         self._disarm()
         self.snd_buf.clear()
+        self._ooo.clear()
         if notify:
             self._notify_closed()
 
