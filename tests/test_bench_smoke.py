@@ -78,7 +78,13 @@ def test_bench_quick(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     data = json.loads(json_path.read_text())
-    assert set(data["impls"]) == {"veth", "slirp4netns", "pasta", "slirpy"}
+    assert set(data["impls"]) == {
+        "veth",
+        "slirp4netns",
+        "pasta",
+        "slirpy",
+        "slirpy-splice",
+    }
     ran = [name for name, info in data["impls"].items() if not info["skipped"]]
     assert "veth" in ran
     for results in data["results"].values():

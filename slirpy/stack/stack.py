@@ -67,6 +67,8 @@ from slirpy.stack.wire.tcp import ACK, FIN, RST, SYN
 
 _ICMP_QUOTE_EXTRA: Final = 8
 _MAX_PENDING_DATAGRAMS: Final = 16
+_EMBRYONIC_GRACE: Final = 0.5
+"""Seconds a SYN-ACK may go unanswered before its connection can be evicted."""
 _ICMP: Final = "icmp"
 _STACK_TIMER: Final = 0
 """The timer heap's id for the stack's own timer (router advertisements)."""
@@ -832,7 +834,8 @@ class Stack:
             self.stats.tcp_flow_limit += 1
             self._reset_unknown(src_mac, ip, hdr, 0)
             return
-        if len(flows.half_open) >= limits.max_half_open and not self._evict_embryonic():
+        full = len(flows.half_open) >= limits.max_half_open
+        if full and not self._evict_embryonic(now):
             self.stats.tcp_syn_dropped += 1
             return
         conn = self._tcp_connection(src_mac, ip.src, hdr.src_port, ip.dst, hdr.dst_port)
@@ -845,14 +848,17 @@ class Stack:
             TCPConnectRequest(conn.flow, host_addr, host_port, ip.src, hdr.src_port)
         )
 
-    def _evict_embryonic(self) -> bool:
+    def _evict_embryonic(self, now: float) -> bool:
         """Make room among the half-open: forget the oldest connection whose
-        SYN-ACK went unanswered (as a SYN flood leaves them). False if every
-        half-open connection is still waiting for its host connect."""
+        SYN-ACK has gone unanswered for ``_EMBRYONIC_GRACE`` (as a SYN flood
+        leaves them). False if there is none: every other one is still
+        connecting to the host or in the middle of its handshake."""
         flows = self.flows
         for flow in flows.half_open:
             conn = flows.tcp_by_id.get(flow)
-            if conn is not None and conn.accepted:
+            if conn is None or not conn.accepted:
+                continue
+            if now - conn.accepted_at >= _EMBRYONIC_GRACE:
                 self.stats.tcp_embryonic_evicted += 1
                 conn.abort_silently()
                 self._after_tcp(conn)

@@ -317,9 +317,13 @@ def test_half_open_limit_drops_and_counts() -> None:
     assert h.events() == []
     assert h.stack.stats.tcp_syn_dropped == 5
     assert len(h.stack.flows.tcp_by_id) == 3
-    # Once one has its SYN-ACK out (embryonic), a new SYN takes its place: a
-    # flood of unanswered handshakes cannot lock real clients out.
+    # Once one has had its SYN-ACK unanswered for a while, a new SYN takes its
+    # place: a flood of unanswered handshakes cannot lock real clients out.
     accept(peers[0])
+    h.frames()
+    Peer(h, sport=6999).send("S", ack=0)
+    assert h.events() == []  # too young to give way yet
+    h.advance(0.6)
     h.frames()
     late = Peer(h, sport=7000)
     late.send("S", ack=0)

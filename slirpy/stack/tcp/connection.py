@@ -133,6 +133,7 @@ class TCPConnection:
         "_stats",
         "_timer",
         "accepted",
+        "accepted_at",
         "ack_deadline",
         "flow",
         "guest_ip",
@@ -196,6 +197,8 @@ class TCPConnection:
         self.local_mss = min(mtu - ip_header - 20, _MAX_IP_PAYLOAD - 20)
         self.state = TCPState.CLOSED
         self.accepted = False
+        self.accepted_at = 0.0
+        """When the SYN-ACK first went out."""
         self.inbound = False
         """Opened by slirpy toward the guest (a port forward)."""
         self.syn_quote = b""
@@ -258,6 +261,7 @@ class TCPConnection:
         if self.state is not TCPState.SYN_RECEIVED or self.accepted:
             raise ProtocolStateError(f"accept in state {self.state.value}")
         self.accepted = True
+        self.accepted_at = now
         self.syn_quote = b""
         self.snd_nxt = seq_add(self.iss, 1)
         self.snd_max = self.snd_nxt
