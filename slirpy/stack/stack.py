@@ -37,6 +37,7 @@ neighbour table and the per-connection buffers.
 from __future__ import annotations
 
 import enum
+import hashlib
 import struct
 from collections import OrderedDict
 from typing import Final, Protocol
@@ -74,6 +75,7 @@ _STACK_TIMER: Final = 0
 """The timer heap's id for the stack's own timer (router advertisements)."""
 _ICMPV6_QUOTE_MAX: Final = 1280 - 40 - 8
 _ECHO_ID_SEQ: Final = struct.Struct("!HH")
+_PORTS: Final = struct.Struct("!HH")
 _ND_TYPES: Final = frozenset(
     (
         ICMPv6Type.ROUTER_SOLICITATION,
@@ -110,6 +112,7 @@ class Stack:
         self.nat = NAT(config)
         self.flows = FlowTable()
         self._rng = rng
+        self._isn_key = rng.getrandbits(128).to_bytes(16)
         self._framer = Framer(
             config.gateway_mac, vnet_hdr=config.vnet_hdr, src_mac6=config.router_mac
         )
@@ -382,7 +385,7 @@ class Stack:
             self.stats.tcp_flow_limit += 1
             return None
         mac = self._neighbours.get(guest_ip, b"")
-        conn = self._tcp_connection(mac, guest_ip, guest_port, src, client_port)
+        conn = self._tcp_connection(mac, guest_ip, guest_port, src, client_port, now)
         flows.add_tcp(key, conn, half_open=False)
         conn.connect(now)
         if not mac:
@@ -838,7 +841,9 @@ class Stack:
         if full and not self._evict_embryonic(now):
             self.stats.tcp_syn_dropped += 1
             return
-        conn = self._tcp_connection(src_mac, ip.src, hdr.src_port, ip.dst, hdr.dst_port)
+        conn = self._tcp_connection(
+            src_mac, ip.src, hdr.src_port, ip.dst, hdr.dst_port, now
+        )
         conn.syn_received(hdr, self._quote(ip, packet))
         flows.add_tcp(
             (ip.src, hdr.src_port, ip.dst, hdr.dst_port), conn, half_open=True
@@ -865,6 +870,19 @@ class Stack:
                 return True
         return False
 
+    def _isn(
+        self, guest_ip: bytes, guest_port: int, remote: bytes, port: int, now: float
+    ) -> int:
+        """RFC 6528: a 4 µs clock plus a keyed hash of the four-tuple, so a new
+        connection on a reused four-tuple starts above the old one (a guest
+        still in TIME-WAIT accepts its SYN) and ISNs stay unguessable."""
+        digest = hashlib.blake2b(
+            guest_ip + remote + _PORTS.pack(guest_port, port),
+            digest_size=4,
+            key=self._isn_key,
+        ).digest()
+        return (int(now * 250_000) + int.from_bytes(digest)) & 0xFFFFFFFF
+
     def _tcp_connection(
         self,
         guest_mac: bytes,
@@ -872,6 +890,7 @@ class Stack:
         guest_port: int,
         remote_ip: bytes,
         remote_port: int,
+        now: float,
     ) -> TCPConnection:
         return TCPConnection(
             flow=self.flows.new_id(),
@@ -883,7 +902,7 @@ class Stack:
             framer=self._framer,
             limits=self.config.limits,
             mtu=self.config.mtu,
-            iss=self._rng.getrandbits(32),
+            iss=self._isn(guest_ip, guest_port, remote_ip, remote_port, now),
             events=self._events,
             emit=self._out.append,
             mark_dirty=self._mark_dirty,
