@@ -40,9 +40,12 @@ from lab import (
 CONNECTIONS = 1000
 SOAK_SECONDS = float(os.environ.get("SLIRPY_SOAK_SECONDS", "60"))
 MIB = 1024 * 1024
-RSS_SLACK = 20 * MIB
-"""How far above its baseline the daemon's memory may stay after a run; it
-must not grow with the run's length (the ten-minute soak has the same)."""
+SOAK_RSS_SLACK = 32 * MIB
+"""How far above its baseline the daemon's memory may stay after the soak; it
+does not grow with the soak's length.  Python-level memory stays at about
+10 MiB throughout (tracemalloc); under uvloop the C heap's fragmentation
+climbs for some twenty minutes to about +22 MiB and stays there (asyncio:
+about +12 MiB at once)."""
 HIGH_WATER = 40 * MIB
 """What 1 000 connections at once may leave behind (about 25 MiB is measured:
 Python's allocator keeps what it once held)."""
@@ -215,8 +218,8 @@ def test_soak_mixed_traffic_returns_to_baseline(
         assert not [f for f in flows(daemon, impl) if f["proto"] == "tcp"]
     wait_until(lambda: fd_count(daemon) <= fds0 + 2, 30, "descriptors back")
     after = rss(daemon)
-    assert after - rss0 < RSS_SLACK, (rss0, samples, after)
-    assert max(samples) - rss0 < 2 * RSS_SLACK, (rss0, samples)
+    assert after - rss0 < SOAK_RSS_SLACK, (rss0, samples, after)
+    assert max(samples) - rss0 < SOAK_RSS_SLACK + 8 * MIB, (rss0, samples)
     warm_up(lab, container)
 
 
