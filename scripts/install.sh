@@ -10,7 +10,7 @@ venv=${SLIRPY_VENV:-/opt/slirpy-venv}
 with_tests=0
 [ "${1:-}" = "--test" ] && with_tests=1
 
-debs=(python3 python3-venv python3-seccomp iproute2 util-linux curl)
+debs=(python3 python3-venv python3-dev gcc python3-seccomp iproute2 util-linux curl)
 if [ "$with_tests" = 1 ]; then
   debs+=(iperf3 socat ncat busybox slirp4netns passt tcpdump jq iputils-ping procps
          rootlesskit podman uidmap tshark groff-base man-db)
@@ -32,14 +32,22 @@ fi
 seccomp_so=$(/usr/bin/python3 -c 'import seccomp; print(seccomp.__file__)')
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("platlib"))')
 ln -sf "$seccomp_so" "$site/"
-"$venv/bin/python" -m pip install -q --upgrade pip
+"$venv/bin/python" -m pip install -q --upgrade pip "setuptools>=77"
+# The dependencies first (the core left uncompiled: it is replaced below).
 if [ "$with_tests" = 1 ]; then
-  "$venv/bin/python" -m pip install -q "$here[test]"
+  SLIRPY_PURE=1 "$venv/bin/python" -m pip install -q "$here[test]"
 else
-  "$venv/bin/python" -m pip install -q "$here"
+  SLIRPY_PURE=1 "$venv/bin/python" -m pip install -q "$here"
 fi
-# The same version number may hide newer code: always install this tree.
+# The same version number may hide newer code: always install this tree, its
+# core compiled by mypyc (see setup.py; SLIRPY_PURE=1 keeps it pure Python).
 "$venv/bin/python" -m pip install -q --no-deps --force-reinstall "$here"
+if [ "$with_tests" = 1 ]; then
+  # The test suite runs this tree: compile its core in place too (and drop
+  # an earlier build, which SLIRPY_PURE=1 leaves out).
+  find "$here/slirpy" -name '*.so' -delete
+  (cd "$here" && "$venv/bin/python" setup.py -q build_ext --inplace >/dev/null)
+fi
 chmod -R a+rX "$venv"
 ln -sf "$venv/bin/slirpy" /usr/local/bin/slirpy
 install -Dm644 "$here/docs/slirpy.1" /usr/local/share/man/man1/slirpy.1

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Final
 
 from slirpy.config import DaemonConfig
+from slirpy.stack import COMPILED
 
 VALUE_COLUMN: Final = 19
 """Where values start: ``printf("* MTU:             %d")`` puts them at column 19."""
@@ -22,12 +23,20 @@ def _row(label: str, value: object) -> str:
     return f"{f'* {label}:':<{VALUE_COLUMN}}{value}"
 
 
-def format_banner(config: DaemonConfig, *, offload: bool | None = None) -> str:
+def core_kind() -> str:
+    """How the sans-IO core runs: mypyc-compiled, or plain Python."""
+    return "compiled (mypyc)" if COMPILED else "Python"
+
+
+def format_banner(
+    config: DaemonConfig, *, offload: bool | None = None, core: str | None = None
+) -> str:
     """The banner for ``config``, lines joined by ``\\n``, with no final newline.
 
     ``offload`` adds slirpy's own ``* Offloads:`` line: whether the TAP carries
     the virtio-net header with checksum and segmentation offloads. ``None``
-    leaves the line out.
+    leaves the line out; so does ``core`` for the ``* Core:`` line (how the
+    sans-IO core runs, ``core_kind()``).
     """
     stack = config.stack
     lines = [
@@ -47,6 +56,8 @@ def format_banner(config: DaemonConfig, *, offload: bool | None = None) -> str:
         lines.append(_row("MAC address", config.macaddress.hex(":")))
     if offload is not None:
         lines.append(_row("Offloads", "on" if offload else "off"))
+    if core is not None:
+        lines.append(_row("Core", core))
     if not stack.disable_host_loopback:
         lines.append(
             f"WARNING: 127.0.0.1:* on the host is accessible as {stack.gateway} "

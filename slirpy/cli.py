@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from slirpy import __version__
+from slirpy.banner import core_kind
 from slirpy.config import DaemonConfig, NetnsType, Publish
 from slirpy.stack.config import (
     DEFAULT_CIDR,
@@ -394,6 +395,7 @@ def version_text() -> str:
         "commit: unknown\n"
         f"libslirp: none (slirpy {__version__})\n"
         f"SLIRP_CONFIG_VERSION_MAX: {SLIRP_CONFIG_VERSION_MAX}\n"
+        f"core: {core_kind()}\n"
     )
 
 

@@ -30,7 +30,7 @@ from typing import Protocol
 
 from slirpy.api.schema import AddHostFwd, HostFwdEntry
 from slirpy.api.server import APIServer, APISocketPathTooLongError
-from slirpy.banner import format_banner
+from slirpy.banner import core_kind, format_banner
 from slirpy.config import DaemonConfig
 from slirpy.driver import Driver, FrameCapture
 from slirpy.proxy.forward import HostForwarder
@@ -339,7 +339,7 @@ def run(
             except OSError as exc:
                 print(f"{config.pcap}: {exc.strerror}", file=sys.stderr)
                 return 1
-        print(format_banner(config, offload=tap.vnet_hdr), flush=True)
+        print(format_banner(config, offload=tap.vnet_hdr, core=core_kind()), flush=True)
         daemon = Daemon(
             config,
             tap.fileno(),

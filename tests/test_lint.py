@@ -29,12 +29,24 @@ def _run(*argv: str) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+PYTHON_PATHS = ("slirpy", "tests", "bench", "scripts", "setup.py")
+
+
 def test_ruff_check() -> None:
-    _run(_tool("ruff"), "check", "slirpy", "tests", "bench", "scripts")
+    _run(_tool("ruff"), "check", *PYTHON_PATHS)
 
 
 def test_ruff_format() -> None:
-    _run(_tool("ruff"), "format", "--check", "slirpy", "tests", "bench", "scripts")
+    _run(
+        _tool("ruff"),
+        "format",
+        "--check",
+        "slirpy",
+        "tests",
+        "bench",
+        "scripts",
+        "setup.py",
+    )
 
 
 def test_mypy_strict() -> None:

@@ -189,6 +189,124 @@ class Framer:
         return _NO_VNET + frame if self.vnet_hdr else frame
 
 
+_TCP4_FRAME: Final = struct.Struct("!BBHHHH6s6sHHHHHHH4s4sHHIIBBHHH")
+"""virtio-net header (its little-endian fields stored byte-swapped), Ethernet,
+IPv4 and TCP headers of a segment without options, packed in one call."""
+_TCP6_FRAME: Final = struct.Struct("!BBHHHH6s6sHIHBB16s16sHHIIBBHHH")
+_ETH_LEN: Final = 14
+_TCP_LEN: Final = 20
+_IPV4_FIXED: Final = 0x4500 + ipv4.FLAG_DF + (64 << 8) + 6
+"""The constant 16-bit words of the template's IPv4 header: version and
+header length, DF, TTL 64 and protocol TCP."""
+
+
+def _swap16(value: int) -> int:
+    return ((value & 0xFF) << 8) | (value >> 8)
+
+
+def _words_sum(data: bytes) -> int:
+    """Sum of the big-endian 16-bit words of ``data`` (even length), unfolded."""
+    return sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
+
+
+class TCPTemplate:
+    """The headers of one connection's segments toward the guest, with the
+    virtio-net header: everything fixed for the connection (MACs, addresses,
+    ports, the partial sums of the IPv4 header and of the TCP pseudo-header)
+    is worked out once, so a segment costs one ``struct.pack``.  Segments
+    with options (SYN, SYN-ACK) and frames without the virtio-net header are
+    built by ``Framer.tcp``."""
+
+    __slots__ = (
+        "_dst",
+        "_fixed",
+        "_framer",
+        "_mac",
+        "_ports",
+        "_pseudo",
+        "_src",
+        "_v4",
+    )
+
+    def __init__(
+        self,
+        framer: Framer,
+        dst_mac: bytes,
+        src: bytes,
+        dst: bytes,
+        src_port: int,
+        dst_port: int,
+    ) -> None:
+        self._framer = framer
+        self._src = src
+        self._dst = dst
+        self._ports = (src_port, dst_port)
+        addr_sum = _words_sum(src) + _words_sum(dst)
+        self._pseudo = addr_sum + 6
+        self._v4 = len(src) == 4
+        if not self._v4:
+            self._mac = (dst_mac, framer.src_mac6, ethernet.EtherType.IPV6)
+            self._fixed = 0
+        else:
+            self._mac = (dst_mac, framer.src_mac, ethernet.EtherType.IPV4)
+            self._fixed = _IPV4_FIXED + addr_sum
+
+    def segment(
+        self,
+        seq: int,
+        ack: int,
+        flags: int,
+        window: int,
+        payload: bytes | bytearray | memoryview,
+        gso_size: int,
+    ) -> Frame:
+        """One segment: the header bytes, with the payload as a second piece."""
+        size = len(payload)
+        tcp_len = _TCP_LEN + size
+        total = self._pseudo + tcp_len
+        total = (total & 0xFFFF) + (total >> 16)
+        pseudo = (total & 0xFFFF) + (total >> 16)
+        if size > gso_size:
+            gso_type = _GSO_TCPV4 if self._v4 else _GSO_TCPV6
+            gso = _swap16(gso_size)
+        else:
+            gso_type = gso = 0
+        src_port, dst_port = self._ports
+        if self._v4:
+            framer = self._framer
+            ident = framer._ident = (framer._ident + 1) & 0xFFFF
+            ip_len = 20 + tcp_len
+            csum = self._fixed + ip_len + ident
+            csum = (csum & 0xFFFF) + (csum >> 16)
+            csum = ~((csum & 0xFFFF) + (csum >> 16)) & 0xFFFF
+            head = _TCP4_FRAME.pack(
+                _VNET_NEEDS_CSUM, gso_type, _HDR_LEN4_SWAPPED, gso,
+                _L4_START4_SWAPPED, _CSUM_OFFSET_SWAPPED,
+                *self._mac,
+                0x4500, ip_len, ident, ipv4.FLAG_DF, 0x4006, csum,
+                self._src, self._dst,
+                src_port, dst_port, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
+                0x50, flags, window, pseudo, 0,
+            )  # fmt: skip
+        else:
+            head = _TCP6_FRAME.pack(
+                _VNET_NEEDS_CSUM, gso_type, _HDR_LEN6_SWAPPED, gso,
+                _L4_START6_SWAPPED, _CSUM_OFFSET_SWAPPED,
+                *self._mac,
+                0x60000000, tcp_len, 6, 64, self._src, self._dst,
+                src_port, dst_port, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
+                0x50, flags, window, pseudo, 0,
+            )  # fmt: skip
+        return (head, payload) if size else head
+
+
+_HDR_LEN4_SWAPPED: Final = _swap16(_ETH_LEN + ipv4.HEADER_LEN + _TCP_LEN)
+_L4_START4_SWAPPED: Final = _swap16(_ETH_LEN + ipv4.HEADER_LEN)
+_HDR_LEN6_SWAPPED: Final = _swap16(_ETH_LEN + ipv6.HEADER_LEN + _TCP_LEN)
+_L4_START6_SWAPPED: Final = _swap16(_ETH_LEN + ipv6.HEADER_LEN)
+_CSUM_OFFSET_SWAPPED: Final = _swap16(_TCP_CSUM_OFFSET)
+
+
 def icmp_unreachable(code: int, quote: bytes | memoryview) -> bytes:
     """A destination-unreachable message quoting the offending packet's start."""
     return icmpv4.emit(icmpv4.ICMPType.DEST_UNREACHABLE, code, 0, 0, quote)

@@ -70,7 +70,7 @@ from slirpy.stack.events import (
     TCPReset,
     TCPWritable,
 )
-from slirpy.stack.framing import Frame, Framer
+from slirpy.stack.framing import Frame, Framer, TCPTemplate
 from slirpy.stack.stats import Stats
 from slirpy.stack.tcp.buffers import SendBuffer
 from slirpy.stack.tcp.seq import seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
@@ -132,6 +132,7 @@ class TCPConnection:
         "_srtt",
         "_stats",
         "_timer",
+        "_tmpl",
         "accepted",
         "accepted_at",
         "ack_deadline",
@@ -239,6 +240,8 @@ class TCPConnection:
         self._retries = 0
         self._timer = _Timer.NONE
         self.timer_at: float | None = None
+        self._tmpl: TCPTemplate | None = None
+        """Pre-packed headers of our segments (with the virtio-net header)."""
 
     # ------------------------------------------------------------------ opening
 
@@ -293,6 +296,7 @@ class TCPConnection:
     def neighbour_known(self, mac: bytes) -> None:
         """The guest's MAC was learned: send what was waiting for it."""
         self.guest_mac = mac
+        self._tmpl = None
         if self.state is TCPState.SYN_SENT:
             self._send_syn()
 
@@ -691,20 +695,29 @@ class TCPConnection:
     ) -> None:
         if window is None:
             window = self._window_field()
-        hdr = tcpwire.emit(
-            self.remote_port,
-            self.guest_port,
-            seq,
-            self.rcv_nxt if ack is None else ack,
-            flags,
-            window,
-            opts,
-        )
-        self._emit(
-            self._framer.tcp(
-                self.guest_mac, self.remote_ip, self.guest_ip, hdr, payload, gso
+        if ack is None:
+            ack = self.rcv_nxt
+        tmpl = self._tmpl
+        if tmpl is None and not opts and self._framer.vnet_hdr and self.guest_mac:
+            tmpl = self._tmpl = TCPTemplate(
+                self._framer,
+                self.guest_mac,
+                self.remote_ip,
+                self.guest_ip,
+                self.remote_port,
+                self.guest_port,
             )
-        )
+        if tmpl is not None and not opts:
+            self._emit(tmpl.segment(seq, ack, flags, window, payload, gso))
+        else:
+            hdr = tcpwire.emit(
+                self.remote_port, self.guest_port, seq, ack, flags, window, opts
+            )
+            self._emit(
+                self._framer.tcp(
+                    self.guest_mac, self.remote_ip, self.guest_ip, hdr, payload, gso
+                )
+            )
         if flags & ACK:
             self._acked_upto = self.rcv_nxt
             self.ack_deadline = None

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
-from typing import Final, Self
+from typing import Final, NamedTuple, Self
 
 from slirpy.stack.errors import TruncatedError
 
@@ -21,8 +20,7 @@ class EtherType(enum.IntEnum):
     IPV6 = 0x86DD
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EthernetHeader:
+class EthernetHeader(NamedTuple):
     dst: bytes
     src: bytes
     ethertype: int

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
-from typing import Final, Self
+from typing import Final, NamedTuple, Self
 
 from slirpy.stack.errors import MalformedError, TruncatedError
 from slirpy.stack.wire.checksum import internet_checksum
@@ -30,8 +29,7 @@ class IPProtocol(enum.IntEnum):
     ICMPV6 = 58
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class IPv4Header:
+class IPv4Header(NamedTuple):
     header_len: int
     tos: int
     total_len: int

@@ -10,8 +10,7 @@ stack drops what it does not handle directly.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import Final, Self
+from typing import Final, NamedTuple, Self
 
 from slirpy.stack.errors import MalformedError, TruncatedError
 
@@ -21,8 +20,7 @@ NEXT_HOP_BY_HOP: Final = 0
 NEXT_FRAGMENT: Final = 44
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class IPv6Header:
+class IPv6Header(NamedTuple):
     payload_len: int
     next_header: int
     hop_limit: int

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
-from typing import Final, Self
+from typing import Final, NamedTuple, Self
 
 from slirpy.stack.errors import MalformedError, TruncatedError
 
@@ -44,8 +43,7 @@ PSH: Final = 0x08
 ACK: Final = 0x10
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TCPHeader:
+class TCPHeader(NamedTuple):
     src_port: int
     dst_port: int
     seq: int

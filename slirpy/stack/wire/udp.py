@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import Final, Self
+from typing import Final, NamedTuple, Self
 
 from slirpy.stack.errors import MalformedError, TruncatedError
 
@@ -13,8 +12,7 @@ HEADER_LEN: Final = 8
 _STRUCT: Final = struct.Struct("!HHHH")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UDPHeader:
+class UDPHeader(NamedTuple):
     src_port: int
     dst_port: int
     length: int
