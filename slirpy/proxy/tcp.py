@@ -180,15 +180,14 @@ async def connect(
         socket.AF_INET6 if len(addr) == 16 else socket.AF_INET, addr
     )
     try:
-        _, proto = await asyncio.wait_for(
-            loop.create_connection(
+        # asyncio.timeout rather than wait_for: no second task per connect.
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            _, proto = await loop.create_connection(
                 lambda: HostTCP(stack, flow, loop, kick),
                 host=host,
                 port=port,
                 local_addr=None if source is None else (source, 0),
-            ),
-            CONNECT_TIMEOUT,
-        )
+            )
     except (OSError, TimeoutError) as exc:
         log.debug("tcp #%d connect to %s:%d failed: %s", flow, host, port, exc)
         stack.reject(flow, reject_reason(exc))
