@@ -43,6 +43,11 @@ log = logging.getLogger(__name__)
 
 _READ_BATCH = 256
 _READ_SIZE = 65536 + 256
+_TIMER_SLACK = 0.001
+"""Added to every deadline: uvloop's clock and timers count whole
+milliseconds, and a deadline less than half of one ahead would run at once,
+before ``loop.time()`` reaches it, and find nothing due: the timer would spin
+until the millisecond turned."""
 
 
 class FrameCapture(Protocol):
@@ -190,7 +195,7 @@ class Driver:
             self._timer = None
         self._timer_at = at
         if at is not None:
-            self._timer = self.loop.call_at(at, self._on_timer)
+            self._timer = self.loop.call_at(at + _TIMER_SLACK, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
