@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""``python -m bench --quick`` runs to the end and writes its outputs.
+"""``python -m bench --quick`` runs to the end and writes its outputs, and
+``python -m bench.micro`` measures every operation.
 
 A smoke test: it fails only when the benchmark crashes or leaves out a
 result; no figure is checked (a case that fails is recorded, not fatal).
@@ -106,3 +107,27 @@ def test_bench_quick(tmp_path: Path) -> None:
     )
     assert again.returncode == 0, again.stderr
     assert "| MTU 1500: metric |" in again.stdout
+
+
+def test_micro_benchmark_runs_every_operation() -> None:
+    """``python -m bench.micro``: every operation runs and gets a figure."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.micro", "--seconds", "0.05"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    names = [line.split()[0] for line in proc.stdout.splitlines()]
+    assert names == [
+        "tcp_rr",
+        "tcp_ack",
+        "tcp_bulk_in",
+        "tcp_bulk_out",
+        "udp_rr",
+        "tcp_crr",
+    ]
+    for line in proc.stdout.splitlines():
+        assert float(line.split()[1]) > 0, line
