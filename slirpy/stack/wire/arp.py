@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
-from typing import Final, Self
+from typing import Final, NamedTuple, Self
 
 from slirpy.stack.errors import MalformedError, TruncatedError
 
@@ -21,8 +20,7 @@ class ARPOperation(enum.IntEnum):
     REPLY = 2
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ARPPacket:
+class ARPPacket(NamedTuple):
     operation: int
     sender_mac: bytes
     sender_ip: bytes

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
-from typing import Final, Self
+from typing import Final, NamedTuple, Self
 
 from slirpy.stack.errors import TruncatedError
 from slirpy.stack.wire.checksum import internet_checksum
@@ -29,8 +28,7 @@ class UnreachableCode(enum.IntEnum):
     PORT = 3
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ICMPHeader:
+class ICMPHeader(NamedTuple):
     type: int
     code: int
     checksum: int

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
-from typing import Final, Self
+from typing import Final, NamedTuple, Self
 
 from slirpy.stack.errors import MalformedError, TruncatedError
 
@@ -37,8 +36,7 @@ class ICMPv6Type(enum.IntEnum):
     NEIGHBOR_ADVERTISEMENT = 136
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ICMPv6Header:
+class ICMPv6Header(NamedTuple):
     type: int
     code: int
     checksum: int
