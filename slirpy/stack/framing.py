@@ -48,14 +48,20 @@ class Framer:
     __slots__ = ("_ident", "src_mac", "src_mac6", "vnet_hdr")
 
     def __init__(
-        self, src_mac: bytes, *, vnet_hdr: bool, src_mac6: bytes | None = None
+        self,
+        src_mac: bytes,
+        *,
+        vnet_hdr: bool,
+        src_mac6: bytes | None = None,
+        ident: int = 0,
     ) -> None:
+        """``ident``: the IPv4 identification the first packet follows."""
         self.src_mac = src_mac
         """Source MAC of ARP and IPv4 frames (the gateway's)."""
         self.src_mac6 = src_mac6 or src_mac
         """Source MAC of IPv6 frames (the router's)."""
         self.vnet_hdr = vnet_hdr
-        self._ident = 0
+        self._ident = ident & 0xFFFF
 
     def _head(
         self, dst_mac: bytes, src: bytes, dst: bytes, proto: int, length: int, ttl: int
@@ -65,10 +71,14 @@ class Framer:
             return ethernet.header(
                 dst_mac, self.src_mac6, ethernet.EtherType.IPV6
             ) + ipv6.emit(src, dst, proto, length, ttl)
-        self._ident = (self._ident + 1) & 0xFFFF
         return ethernet.header(dst_mac, self.src_mac, ethernet.EtherType.IPV4) + bytes(
-            ipv4.emit(src, dst, proto, length, ident=self._ident, ttl=ttl)
+            ipv4.emit(src, dst, proto, length, ident=self.next_ident(), ttl=ttl)
         )
+
+    def next_ident(self) -> int:
+        """The IPv4 identification of the next packet (one counter per stack)."""
+        self._ident = ident = (self._ident + 1) & 0xFFFF
+        return ident
 
     def raw(
         self,
@@ -273,8 +283,7 @@ class TCPTemplate:
             gso_type = gso = 0
         src_port, dst_port = self._ports
         if self._v4:
-            framer = self._framer
-            ident = framer._ident = (framer._ident + 1) & 0xFFFF
+            ident = self._framer.next_ident()
             ip_len = 20 + tcp_len
             csum = self._fixed + ip_len + ident
             csum = (csum & 0xFFFF) + (csum >> 16)

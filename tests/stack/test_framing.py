@@ -49,9 +49,8 @@ def test_template_matches_framer(
     src = data.draw(st.binary(min_size=n, max_size=n))
     dst = data.draw(st.binary(min_size=n, max_size=n))
     payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
-    framer = Framer(GW_MAC, vnet_hdr=True, src_mac6=ROUTER_MAC)
-    reference = Framer(GW_MAC, vnet_hdr=True, src_mac6=ROUTER_MAC)
-    framer._ident = reference._ident = ident
+    framer = Framer(GW_MAC, vnet_hdr=True, src_mac6=ROUTER_MAC, ident=ident)
+    reference = Framer(GW_MAC, vnet_hdr=True, src_mac6=ROUTER_MAC, ident=ident)
     header = tcpwire.emit(ports[0], ports[1], seq, ack, flags, window)
     expected = _whole(reference.tcp(mac, src, dst, header, payload, gso))
     template = TCPTemplate(framer, mac, src, dst, *ports)
