@@ -65,3 +65,25 @@ def test_unit_suites_pass_on_the_pure_core(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout
+
+
+def test_installed_daemon_runs_the_compiled_core() -> None:
+    """What ``scripts/install.sh`` put in the virtual environment (the main
+    job's daemon) runs the compiled core too."""
+    exe = Path(sys.executable).parent / "slirpy"
+    if not exe.exists():
+        pytest.skip("slirpy is not installed next to this interpreter")
+    if os.environ.get("SLIRPY_PURE"):
+        pytest.skip("SLIRPY_PURE is set: installed uncompiled")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [str(exe), "--version"],
+        cwd="/",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "core: compiled (mypyc)" in proc.stdout, proc.stdout
