@@ -8,8 +8,10 @@ Run from anywhere::
     python tests/fuzz/fuzz_receive_frame.py --make-corpus CORPUS_DIR
 
 Every libFuzzer option works (``-runs``, ``-max_total_time``, ``-jobs``,
-``-dict``...).  ``--make-corpus`` writes the seed corpus: one input per case of
-``catalogue.py`` and a few frame sequences that open connections.
+``-dict``...).  ``--make-corpus`` writes the seed corpus: one input per case
+of ``catalogue.py`` and a few frame sequences that open connections.  The
+fuzzer runs the pure-Python core (a copy of the package without the compiled
+modules, whose code atheris cannot instrument).
 
 An input is a little script for one fresh stack, with deliberately small
 limits so that fuzzing reaches them: byte 0 picks the configuration (bit 0
@@ -31,8 +33,10 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import struct
 import sys
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -268,6 +272,22 @@ def make_corpus(directory: str) -> int:
     return 0
 
 
+def _use_pure_core() -> None:
+    """Import the pure-Python core: atheris instruments bytecode, and the
+    tree's mypyc-compiled modules have none (the same source, so what the
+    fuzzer finds holds for both)."""
+    if "slirpy" in sys.modules or not any((REPO / "slirpy").rglob("*.so")):
+        return
+    pure = Path(tempfile.mkdtemp(prefix="slirpy-fuzz-"))
+    shutil.copytree(
+        REPO / "slirpy",
+        pure / "slirpy",
+        ignore=shutil.ignore_patterns("*.so", "__pycache__"),
+    )
+    sys.path.insert(0, str(pure))
+    print(f"fuzzing the pure-Python core copied to {pure}", file=sys.stderr)
+
+
 def main() -> int:
     if len(sys.argv) >= 3 and sys.argv[1] == "--make-corpus":
         return make_corpus(sys.argv[2])
@@ -279,6 +299,7 @@ def main() -> int:
         return 0
     import atheris
 
+    _use_pure_core()
     with atheris.instrument_imports(include=["slirpy"]):
         run = make_runner()
     atheris.Setup(sys.argv, run)
