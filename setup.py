@@ -3,9 +3,10 @@
 
 The core is plain, strictly typed Python, and runs as such; compiled by
 mypyc it processes a frame three to four times faster (``python -m
-bench.micro``). ``SLIRPY_PURE=1`` in the environment, or a missing mypyc or C
-compiler, installs the pure-Python core instead. ``python setup.py build_ext
---inplace`` compiles it in this tree (what the test suite runs).
+bench.micro``). Compiling needs a C compiler and Python's headers (``gcc``,
+``python3-dev``); ``SLIRPY_PURE=1`` in the environment, or a build environment
+without mypyc, installs the pure-Python core instead. ``python setup.py
+build_ext --inplace`` compiles it in this tree (what the test suite runs).
 """
 
 from __future__ import annotations
