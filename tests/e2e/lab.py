@@ -56,10 +56,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+import pytest
 
 IMPL_ENV = "SLIRPY_E2E_IMPL"
 IMPLS = ("slirpy", "slirp4netns")
@@ -1343,3 +1345,51 @@ def fwd_udp(
     if len(records) != 1:
         raise LabError(f"unexpected fwd_peer output\n{result.describe()}")
     return records[0]
+
+
+# --------------------------------------------------------------------------
+# Watching a daemon (hostile input, faults, load)
+
+
+def rss(daemon: Daemon) -> int:
+    """The daemon's resident set size in bytes."""
+    pid = daemon.proc.target_pid()
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def fd_count(daemon: Daemon) -> int:
+    """The descriptors the daemon holds open."""
+    return len(os.listdir(f"/proc/{daemon.proc.target_pid()}/fd"))
+
+
+def flows(daemon: Daemon, impl: Impl) -> list[dict[str, Any]]:
+    """slirpy's flows (``list_flows``); none under slirp4netns, which has no
+    such command."""
+    if not impl.is_slirpy:
+        return []
+    return list(daemon.api({"execute": "list_flows"})["return"]["flows"])
+
+
+def stats(daemon: Daemon, impl: Impl) -> dict[str, int] | None:
+    """slirpy's counters (None under slirp4netns, which has no such command)."""
+    if not impl.is_slirpy:
+        return None
+    return dict(daemon.api({"execute": "stats"})["return"])
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll ``predicate`` until it holds; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.1)
+
+
+def first_loop_only(impl: Impl) -> None:
+    """Long and heavy tests run under one event loop: the first one asked for."""
+    if impl.loop is not None and impl.loop != loop_names()[0]:
+        pytest.skip(f"long test: runs under {loop_names()[0]} only")

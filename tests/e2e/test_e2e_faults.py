@@ -44,9 +44,12 @@ from lab import (
     Daemon,
     Impl,
     Lab,
-    loop_names,
+    fd_count,
+    first_loop_only,
     rand_sha256,
+    rss,
     tcp_transfer,
+    wait_until,
 )
 
 pytestmark = pytest.mark.timeout(180)
@@ -64,21 +67,9 @@ the way hold, so the reset always lands mid-transfer."""
 # ----------------------------------------------------------------- helpers
 
 
-def rss(daemon: Daemon) -> int:
-    pid = daemon.proc.target_pid()
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def fd_count(daemon: Daemon) -> int:
-    return len(os.listdir(f"/proc/{daemon.proc.target_pid()}/fd"))
 
 
 def tcp_flows(daemon: Daemon, impl: Impl) -> list[dict[str, Any]] | None:
@@ -88,24 +79,11 @@ def tcp_flows(daemon: Daemon, impl: Impl) -> list[dict[str, Any]] | None:
     return [f for f in flows if f["proto"] == "tcp"]
 
 
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.05)
-
-
 def settle(daemon: Daemon, impl: Impl, fds0: int) -> None:
     """The daemon is back to no TCP flow and its baseline descriptors."""
     if impl.is_slirpy:
         wait_until(lambda: not tcp_flows(daemon, impl), 15, "no TCP flow left")
     wait_until(lambda: fd_count(daemon) <= fds0, 15, "descriptors back")
-
-
-def first_loop_only(impl: Impl) -> None:
-    if impl.loop is not None and impl.loop != loop_names()[0]:
-        pytest.skip(f"long test: runs under {loop_names()[0]} only")
 
 
 def one_json(proc: Any, timeout: float) -> dict[str, Any]:

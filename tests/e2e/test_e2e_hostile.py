@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -41,11 +40,16 @@ from lab import (
     Impl,
     Lab,
     Server,
-    loop_names,
+    fd_count,
+    first_loop_only,
+    flows,
     rand_sha256,
+    rss,
+    stats,
     tcp_connect_error,
     tcp_transfer,
     udp_echo,
+    wait_until,
 )
 
 if str(Path(__file__).resolve().parents[1]) not in sys.path:
@@ -72,31 +76,6 @@ SPOOFED = "10.0.2.99"
 
 
 # ----------------------------------------------------------------- helpers
-
-
-def rss(daemon: Daemon) -> int:
-    """The daemon's resident set size in bytes."""
-    pid = daemon.proc.target_pid()
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
-def fd_count(daemon: Daemon) -> int:
-    return len(os.listdir(f"/proc/{daemon.proc.target_pid()}/fd"))
-
-
-def stats(daemon: Daemon, impl: Impl) -> dict[str, int] | None:
-    """slirpy's counters (None under slirp4netns, which has no such command)."""
-    if not impl.is_slirpy:
-        return None
-    reply = daemon.api({"execute": "stats"})
-    return dict(reply["return"])
-
-
-def flows(daemon: Daemon) -> list[dict[str, Any]]:
-    return list(daemon.api({"execute": "list_flows"})["return"]["flows"])
 
 
 def tap_mac(container: Container) -> bytes:
@@ -157,20 +136,6 @@ def drain(daemon: Daemon, impl: Impl, frames: int, before: int = 0) -> None:
         return counters is not None and counters["rx_frames"] >= before + frames
 
     wait_until(done, 30, f"the daemon reads {frames} frames")
-
-
-def first_loop_only(impl: Impl) -> None:
-    """Heavy tests run under one event loop: the first one asked for."""
-    if impl.loop is not None and impl.loop != loop_names()[0]:
-        pytest.skip(f"heavy test: runs under {loop_names()[0]} only")
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.1)
 
 
 # ------------------------------------------------------ the catalogue, live
@@ -344,7 +309,7 @@ def test_live_connection_survives_hostile_segments(
     assert served["steps"][0]["sha256"] == hashlib.sha256(expected).hexdigest()
     assert daemon.proc.alive()
     if impl.is_slirpy:
-        wait_until(lambda: not flows(daemon), 10, "the flow leaves the table")
+        wait_until(lambda: not flows(daemon, impl), 10, "the flow leaves the table")
 
 
 # ------------------------------------------------------------------ bounds
@@ -414,7 +379,7 @@ def test_syn_flood_of_100k_keeps_memory_bounded(
         assert counters["tcp_syn_dropped"] > 0
 
         def tcp_flows() -> list[dict[str, Any]]:
-            return [f for f in flows(daemon) if f["proto"] == "tcp"]
+            return [f for f in flows(daemon, impl) if f["proto"] == "tcp"]
 
         # A flow may wait out its host connect (30 s) or a few SYN-ACK
         # retransmissions when the TAP's queue was full.
@@ -456,7 +421,7 @@ def test_many_udp_source_ports_stay_capped(
     assert fd_count(daemon) - fds0 <= 1024 + 8
     assert rss(daemon) - rss0 < RSS_BOUND
     if impl.is_slirpy:
-        udp = [f for f in flows(daemon) if f["proto"] == "udp"]
+        udp = [f for f in flows(daemon, impl) if f["proto"] == "udp"]
         assert 0 < len(udp) <= 1024
         counters = stats(daemon, impl)
         assert counters is not None
@@ -490,7 +455,7 @@ def test_many_icmp_echo_ids_stay_capped(
     assert fd_count(daemon) - fds0 <= 1024 + 8
     assert rss(daemon) - rss0 < RSS_BOUND
     if impl.is_slirpy:
-        pings = [f for f in flows(daemon) if f["proto"] == "icmp"]
+        pings = [f for f in flows(daemon, impl) if f["proto"] == "icmp"]
         assert 0 < len(pings) <= 1024
         counters = stats(daemon, impl)
         assert counters is not None
@@ -521,7 +486,7 @@ def test_fragment_chains_leave_nothing_behind(
     after = stats(daemon, impl)
     if before is not None and after is not None:
         assert after["rx_fragments"] - before["rx_fragments"] >= len(frames)
-        assert not [f for f in flows(daemon) if f["proto"] != "tcp"]
+        assert not [f for f in flows(daemon, impl) if f["proto"] != "tcp"]
 
 
 def test_guest_that_never_reads_holds_the_host_sender(

@@ -21,20 +21,21 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from pathlib import Path
-from typing import Any
 
 import pytest
 from lab import (
     GATEWAY,
     Container,
-    Daemon,
     Impl,
     Lab,
+    fd_count,
+    first_loop_only,
+    flows,
     fwd_tcp,
-    loop_names,
     rand_sha256,
+    rss,
     tcp_transfer,
+    wait_until,
 )
 
 CONNECTIONS = 1000
@@ -49,37 +50,6 @@ about +12 MiB at once)."""
 HIGH_WATER = 40 * MIB
 """What 1 000 connections at once may leave behind (about 25 MiB is measured:
 Python's allocator keeps what it once held)."""
-
-
-def rss(daemon: Daemon) -> int:
-    pid = daemon.proc.target_pid()
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
-def fd_count(daemon: Daemon) -> int:
-    return len(os.listdir(f"/proc/{daemon.proc.target_pid()}/fd"))
-
-
-def flows(daemon: Daemon, impl: Impl) -> list[dict[str, Any]]:
-    if not impl.is_slirpy:
-        return []
-    return list(daemon.api({"execute": "list_flows"})["return"]["flows"])
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.2)
-
-
-def first_loop_only(impl: Impl) -> None:
-    if impl.loop is not None and impl.loop != loop_names()[0]:
-        pytest.skip(f"long test: runs under {loop_names()[0]} only")
 
 
 def warm_up(lab: Lab, container: Container) -> None:
