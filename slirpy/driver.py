@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from slirpy.proxy.forward import HostForwarder, SocketFactory
-from slirpy.proxy.tcp import HostTCP, connect
+from slirpy.proxy.tcp import HostTCP, connect, warm_up_allocator
 from slirpy.proxy.udp import HostPing, HostUDP
 from slirpy.stack.events import (
     Event,
@@ -82,7 +82,7 @@ class Driver:
         self._source6 = outbound_addr6
 
         self._tcp: dict[int, HostTCP] = {}
-        self._connecting: dict[int, asyncio.Task[None]] = {}
+        """Host sockets of TCP flows, connecting ones included."""
         self._udp: dict[int, HostUDP] = {}
         """Host sockets of UDP and ping flows."""
         self._ping_refused = False
@@ -93,6 +93,7 @@ class Driver:
         self.forwarder = HostForwarder(loop, stack, self.kick, self._tcp, ns_sockets)
 
     def start(self) -> None:
+        warm_up_allocator()
         os.set_blocking(self.tap_fd, False)
         self.loop.add_reader(self.tap_fd, self._tap_readable)
 
@@ -101,8 +102,6 @@ class Driver:
         self.loop.remove_reader(self.tap_fd)
         if self._timer is not None:
             self._timer.cancel()
-        for task in self._connecting.values():
-            task.cancel()
         for proto in self._tcp.values():
             proto.abort()
         for host in self._udp.values():
@@ -110,7 +109,6 @@ class Driver:
         self.forwarder.close()
         self._tcp.clear()
         self._udp.clear()
-        self._connecting.clear()
 
     # ---------------------------------------------------------------- the TAP
 
@@ -246,25 +244,19 @@ class Driver:
                 event.dst_port,
                 flow,
             )
-        task = self.loop.create_task(
-            connect(
-                self.stack,
-                flow,
-                event.dst_addr,
-                event.dst_port,
-                self.loop,
-                self.kick,
-                self._tcp,
-                *self._source_for(event.dst_addr),
-            )
+        proto = connect(
+            self.stack,
+            flow,
+            event.dst_addr,
+            event.dst_port,
+            self.loop,
+            self.kick,
+            *self._source_for(event.dst_addr),
         )
-        self._connecting[flow] = task
-        task.add_done_callback(lambda _: self._connecting.pop(flow, None))
+        if proto is not None:
+            self._tcp[flow] = proto
 
     def _flow_closed(self, flow: int) -> None:
-        task = self._connecting.pop(flow, None)
-        if task is not None:
-            task.cancel()
         proto = self._tcp.pop(flow, None)
         if proto is not None:
             proto.close()

@@ -12,8 +12,9 @@ IPv6 with ``IPV6_V6ONLY`` so that both families can be forwarded separately).
   (``Stack.open_tcp``), and the client's bytes wait in its socket — reading
   is paused — until the guest answers with a SYN-ACK (``TCPConnected``). A
   guest RST resets the client. From there on the flow is an ordinary
-  ``HostTCP`` relay. The guest sees the client's real address, except that
-  loopback clients appear as the gateway (``NAT.inbound_source``).
+  ``HostTCP`` relay (made with reading off). The guest sees the client's
+  real address, except that loopback clients appear as the gateway
+  (``NAT.inbound_source``).
 * UDP: every client address gets a flow of its own (``Stack.udp_inbound``),
   expiring like any UDP flow; the guest's replies come back as that flow's
   ``UDPDatagram`` events and leave through the rule's socket to the client.
@@ -94,32 +95,6 @@ class _Listener:
         self.sock = sock
         self.clients: set[int] = set()
         """UDP flows of this rule's clients."""
-
-
-class InboundTCP(HostTCP):
-    """The client side of a forwarded TCP connection: paused until the guest
-    accepts."""
-
-    __slots__ = ("_guest_ready",)
-
-    def __init__(
-        self,
-        stack: Stack,
-        flow: int,
-        loop: asyncio.AbstractEventLoop,
-        kick: Callable[[], None],
-    ) -> None:
-        super().__init__(stack, flow, loop, kick)
-        self._guest_ready = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        if self.transport is not None and not self._guest_ready:
-            self.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        self._guest_ready = True
-        super().resume_reading()
 
 
 class HostForwarder:
@@ -244,18 +219,11 @@ class HostForwarder:
             if flow is None:
                 _reset(conn)
                 continue
-            proto = InboundTCP(self._stack, flow, self._loop, self._kick)
-            self._tcp[flow] = proto
-            self._loop.create_task(self._adopt(conn, proto))
+            conn.setblocking(False)
+            self._tcp[flow] = HostTCP(
+                self._stack, flow, self._loop, self._kick, conn, reading=False
+            )
         self._kick()
-
-    async def _adopt(self, conn: socket.socket, proto: InboundTCP) -> None:
-        try:
-            await self._loop.connect_accepted_socket(lambda: proto, conn)
-        except OSError as exc:
-            log.debug("forwarded connection #%d lost: %s", proto.flow, exc)
-            self._stack.tcp_abort(proto.flow)
-            self._kick()
 
     def _splice(self, rule: ForwardRule, conn: socket.socket) -> None:
         assert self._ns_sockets is not None  # add() refuses splice without it

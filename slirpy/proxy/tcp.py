@@ -1,37 +1,56 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""The host side of a guest TCP connection: one ``asyncio.Protocol`` per flow.
+"""The host side of a guest TCP connection: one ``HostTCP`` per flow.
 
 Theory of operation
 ===================
 
-The stack raises ``TCPConnectRequest`` for a guest SYN; ``connect`` opens the
-host socket and only then lets the stack answer the SYN (``Stack.accept``).
-A refused connect becomes an RST toward the guest, an unreachable network or
-host an ICMP error, so the guest's ``connect()`` fails the way it would on a
-real network. From then on bytes are relayed both ways with backpressure:
+A ``HostTCP`` owns one non-blocking kernel socket and watches it with the
+loop's ``add_reader``/``add_writer``; there is no asyncio transport, task or
+future in between. That keeps a connection's set-up to a ``connect()`` and one
+writer callback, and lets reads land in the ``bytes`` the stack keeps.
 
-* host → guest: ``data_received`` queues the bytes in the stack; when the
-  stack's send buffer is over its limit, reading from the host socket pauses
-  until the stack raises ``TCPWritable``;
-* guest → host: the driver writes ``TCPData`` to the transport; when the
-  transport's buffer passes its high-water mark, ``pause_writing`` stops the
-  stack from opening the guest's receive window, ``resume_writing`` reopens it.
+Outbound (a guest SYN): the stack raises ``TCPConnectRequest``; ``connect``
+starts a non-blocking ``connect()`` and only when the socket turns writable
+lets the stack answer the SYN (``Stack.accept``). A refused connect becomes
+an RST toward the guest, an unreachable network or host an ICMP error, and a
+connect that has not finished after ``CONNECT_TIMEOUT`` an RST, so the
+guest's ``connect()`` fails the way it would on a real network.
+
+Inbound (a port forward's client): the accepted socket is wrapped at once,
+with reading off until the guest answers the forwarded SYN (``TCPConnected``).
+
+From then on bytes are relayed both ways with backpressure:
+
+* host → guest: each readable callback reads up to ``_READ_SIZE`` into a new
+  ``bytes`` and queues it in the stack (which keeps the object, not a copy);
+  when the stack's send buffer is over its limit, reading pauses until the
+  stack raises ``TCPWritable``;
+* guest → host: the driver hands ``TCPData`` to ``write``, which sends at
+  once; what the socket does not take waits in a queue drained by a writer
+  callback, and while that queue is over ``_HIGH_WATER`` the stack keeps the
+  guest's receive window shut (``Stack.set_receive_paused``) until it falls to
+  ``_LOW_WATER``.
 
 Half-close maps onto FIN in both directions: host EOF → ``Stack.tcp_shutdown``
-(FIN to the guest after the queued data), guest FIN → ``write_eof``. A reset
-on either side resets the other.
+(FIN to the guest after the queued data), guest FIN → ``write_eof``
+(``shutdown(SHUT_WR)`` once the queue is sent). A reset or error on the host
+socket resets the guest side (``Stack.tcp_abort``); a guest RST closes the host
+socket with an RST (``abort``). The stack says when a flow is over
+(``FlowClosed``) and the driver then calls ``close``, which sends what is
+queued first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
 import logging
+import os
 import socket
 import struct
 from collections.abc import Callable
-from typing import cast
 
 from slirpy.stack.stack import RejectReason, Stack
 
@@ -39,25 +58,46 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 30.0
 _LINGER_RST = struct.pack("ii", 1, 0)
+_READ_SIZE = 262144
+"""Bytes asked for per read: large, so that a bulk transfer needs few reads
+and most guest segments lie within one chunk of the stack's send buffer."""
+_HIGH_WATER = 65536
+_LOW_WATER = 16384
+_NONBLOCK = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
 
 
-class HostTCP(asyncio.Protocol):
-    """The host socket of one flow.
+def warm_up_allocator() -> None:
+    """Make reads of ``_READ_SIZE`` heap allocations.
 
-    A forwarded client's socket is attached to its protocol a little after the
-    flow exists (``connect_accepted_socket``); what the stack asks of it before
-    then (data, EOF, close, reset) is kept and done in ``connection_made``.
-    """
+    glibc serves blocks this large with mmap until one such block is freed,
+    which raises its dynamic mmap threshold to that block's size (mallopt(3)).
+    Until then every read would be an mmap, an mremap shrinking it to the
+    bytes read and a munmap when the stack is done with it."""
+    block = bytearray(2 * _READ_SIZE)
+    del block
+
+
+class HostTCP:
+    """The host socket of one flow (see the module docstring)."""
 
     __slots__ = (
-        "_early",
-        "_early_end",
-        "_early_eof",
+        "_closed",
+        "_closing",
+        "_connect_timer",
+        "_connecting",
+        "_eof_pending",
+        "_eof_received",
+        "_fd",
         "_kick",
         "_loop",
+        "_queue",
+        "_queued",
+        "_reading",
+        "_sock",
         "_stack",
+        "_write_paused",
+        "_writing",
         "flow",
-        "transport",
     )
 
     def __init__(
@@ -66,90 +106,237 @@ class HostTCP(asyncio.Protocol):
         flow: int,
         loop: asyncio.AbstractEventLoop,
         kick: Callable[[], None],
+        sock: socket.socket,
+        *,
+        reading: bool = True,
     ) -> None:
+        """``sock``: connected (or connecting, see ``connect``) and
+        non-blocking; ``reading``: start reading it at once."""
         self._stack = stack
         self._loop = loop
         self._kick = kick
         self.flow = flow
-        self.transport: asyncio.Transport | None = None
-        self._early: list[bytes | memoryview] = []
-        self._early_eof = False
-        self._early_end: Callable[[], None] | None = None
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._queue: collections.deque[bytes | memoryview] = collections.deque()
+        self._queued = 0
+        """Bytes in ``_queue``."""
+        self._reading = False
+        self._writing = False
+        self._connecting = False
+        self._connect_timer: asyncio.TimerHandle | None = None
+        self._write_paused = False
+        self._eof_pending = False
+        """The guest sent FIN: shut the socket's write side once sent."""
+        self._eof_received = False
+        self._closing = False
+        """Close once the queue is sent."""
+        self._closed = False
+        if reading:
+            self.resume_reading()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports do not inherit from asyncio.Transport.
-        self.transport = cast(asyncio.Transport, transport)
-        for data in self._early:
-            self.transport.write(data)
-        self._early.clear()
-        if self._early_eof:
-            self.write_eof()
-        if self._early_end is not None:
-            self._early_end()
+    # ------------------------------------------------------- host → guest
 
-    def data_received(self, data: bytes) -> None:
-        room = self._stack.tcp_send(self.flow, data, self._loop.time())
-        if not room and self.transport is not None:
-            self.transport.pause_reading()
+    def _readable(self) -> None:
+        # Read until the socket says EAGAIN, EOF or an error, or the stack is
+        # full: uvloop's readers are called once more after a socket error
+        # (an RST) and then never again, so the data before the error and the
+        # error itself must both be taken in that one call.
+        recv = self._sock.recv
+        stack = self._stack
+        flow = self.flow
+        now = self._loop.time()
+        while True:
+            try:
+                data = recv(_READ_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                self._fail(exc)
+                return
+            if not data:
+                self._stop_reading()
+                self._eof_received = True
+                stack.tcp_shutdown(flow, now)
+                break
+            if not stack.tcp_send(flow, data, now):
+                self._stop_reading()
+                break
         self._kick()
-
-    def eof_received(self) -> bool:
-        self._stack.tcp_shutdown(self.flow, self._loop.time())
-        self._kick()
-        return True
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if exc is not None:
-            self._stack.tcp_abort(self.flow)
-        else:
-            self._stack.tcp_shutdown(self.flow, self._loop.time())
-        self.transport = None
-        self._kick()
-
-    def pause_writing(self) -> None:
-        self._stack.set_receive_paused(self.flow, True, self._loop.time())
-
-    def resume_writing(self) -> None:
-        self._stack.set_receive_paused(self.flow, False, self._loop.time())
-        self._kick()
-
-    # ------------------------------------------------------ driven by events
-
-    def write(self, data: bytes | memoryview) -> None:
-        if self.transport is not None:
-            self.transport.write(data)
-        else:
-            self._early.append(data)
-
-    def write_eof(self) -> None:
-        t = self.transport
-        if t is None:
-            self._early_eof = True
-        elif t.can_write_eof() and not t.is_closing():
-            t.write_eof()
 
     def resume_reading(self) -> None:
-        t = self.transport
-        if t is not None and not t.is_closing():
-            t.resume_reading()
+        """Read again (``TCPWritable``, ``TCPConnected``)."""
+        if not (
+            self._reading
+            or self._closed
+            or self._closing
+            or self._connecting
+            or self._eof_received
+        ):
+            self._reading = True
+            self._loop.add_reader(self._fd, self._readable)
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(self._fd)
+
+    # ------------------------------------------------------- guest → host
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Send ``data`` (``TCPData``); queue what the socket does not take."""
+        if self._closed:
+            return
+        if not self._queue and not self._connecting:
+            try:
+                sent = self._sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._fail(exc)
+                return
+            if sent == len(data):
+                return
+            data = memoryview(data)[sent:]
+        self._queue.append(data)
+        self._queued += len(data)
+        if not self._writing and not self._connecting:
+            self._writing = True
+            self._loop.add_writer(self._fd, self._writable)
+        if not self._write_paused and self._queued > _HIGH_WATER:
+            self._write_paused = True
+            self._stack.set_receive_paused(self.flow, True, self._loop.time())
+
+    def _writable(self) -> None:
+        queue = self._queue
+        send = self._sock.send
+        while queue:
+            data = queue[0]
+            try:
+                sent = send(data)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                self._fail(exc)
+                return
+            self._queued -= sent
+            if sent < len(data):
+                queue[0] = memoryview(data)[sent:]
+                break
+            queue.popleft()
+        if not queue:
+            self._writing = False
+            self._loop.remove_writer(self._fd)
+            self._drained()
+        if self._write_paused and self._queued <= _LOW_WATER and not self._closed:
+            self._write_paused = False
+            self._stack.set_receive_paused(self.flow, False, self._loop.time())
+            self._kick()
+
+    def _drained(self) -> None:
+        """The queue is empty: do the half-close or close that waited for it."""
+        if self._closing:
+            self._close_now()
+        elif self._eof_pending:
+            self._eof_pending = False
+            try:
+                self._sock.shutdown(socket.SHUT_WR)
+            except OSError as exc:
+                if exc.errno != errno.ENOTCONN:
+                    self._fail(exc)
+
+    def write_eof(self) -> None:
+        """The guest sent FIN: half-close once the queued data is sent."""
+        if self._closed or self._closing:
+            return
+        self._eof_pending = True
+        if not self._queue and not self._connecting:
+            self._drained()
+
+    # ----------------------------------------------------------- the end
 
     def abort(self) -> None:
         """Close with an RST, so the peer sees a reset rather than an EOF."""
-        t = self.transport
-        if t is None:
-            self._early_end = self.abort
-        else:
-            sock = t.get_extra_info("socket")
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-            t.abort()
+        if self._closed:
+            return
+        with contextlib.suppress(OSError):
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+        self._close_now()
 
     def close(self) -> None:
-        if self.transport is None:
-            self._early_end = self.close
+        """Close once the queued data is sent (``FlowClosed``)."""
+        if self._closed:
+            return
+        self._closing = True
+        self._stop_reading()
+        if not self._queue or self._connecting:
+            self._close_now()
+
+    def _close_now(self) -> None:
+        self._closed = True
+        self._stop_reading()
+        if self._writing:
+            self._writing = False
+            self._loop.remove_writer(self._fd)
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
+            self._connect_timer = None
+        self._queue.clear()
+        self._queued = 0
+        self._sock.close()
+
+    def _fail(self, exc: OSError) -> None:
+        """The host socket failed (reset, broken pipe): reset the guest side."""
+        log.debug("tcp #%d host socket: %s", self.flow, exc)
+        self._close_now()
+        self._stack.tcp_abort(self.flow)
+        self._kick()
+
+    # ------------------------------------------------------------ connect
+
+    def _start_connect(self, address: tuple[str, int]) -> None:
+        err = self._sock.connect_ex(address)
+        if err not in (0, errno.EINPROGRESS):
+            raise OSError(err, os.strerror(err))
+        self._connecting = True
+        loop = self._loop
+        self._connect_timer = loop.call_at(
+            loop.time() + CONNECT_TIMEOUT, self._connect_timed_out
+        )
+        self._writing = True
+        loop.add_writer(self._fd, self._connected)
+
+    def _connected(self) -> None:
+        loop = self._loop
+        loop.remove_writer(self._fd)
+        self._writing = False
+        self._connecting = False
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
+            self._connect_timer = None
+        err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self._reject(OSError(err, os.strerror(err)))
+            return
+        if not self._stack.accept(self.flow, loop.time()):
+            self.abort()
         else:
-            self.transport.close()
+            self.resume_reading()
+            if self._queue:
+                self._writable()
+            elif self._eof_pending:
+                self._drained()
+        self._kick()
+
+    def _connect_timed_out(self) -> None:
+        self._connect_timer = None
+        self._reject(TimeoutError("connect timed out"))
+        self._kick()
+
+    def _reject(self, exc: OSError) -> None:
+        log.debug("tcp #%d connect failed: %s", self.flow, exc)
+        self._close_now()
+        self._stack.reject(self.flow, reject_reason(exc))
 
 
 def reject_reason(exc: BaseException) -> RejectReason:
@@ -162,39 +349,34 @@ def reject_reason(exc: BaseException) -> RejectReason:
     return RejectReason.REFUSED
 
 
-async def connect(
+def connect(
     stack: Stack,
     flow: int,
     addr: bytes,
     port: int,
     loop: asyncio.AbstractEventLoop,
     kick: Callable[[], None],
-    registry: dict[int, HostTCP],
     source: str | None = None,
-) -> None:
-    """Connect the host side of ``flow``; accept or reject it in the stack.
+) -> HostTCP | None:
+    """Start connecting the host side of ``flow``.
 
-    On success the protocol is entered in ``registry`` before the SYN-ACK
-    goes out, so the guest's first data always finds it."""
-    host = socket.inet_ntop(
-        socket.AF_INET6 if len(addr) == 16 else socket.AF_INET, addr
-    )
+    Returns the ``HostTCP``, which accepts or rejects the flow in the stack
+    when the connect completes; None when it failed at once (the flow is
+    rejected already)."""
+    family = socket.AF_INET6 if len(addr) == 16 else socket.AF_INET
+    host = socket.inet_ntop(family, addr)
     try:
-        # asyncio.timeout rather than wait_for: no second task per connect.
-        async with asyncio.timeout(CONNECT_TIMEOUT):
-            _, proto = await loop.create_connection(
-                lambda: HostTCP(stack, flow, loop, kick),
-                host=host,
-                port=port,
-                local_addr=None if source is None else (source, 0),
-            )
-    except (OSError, TimeoutError) as exc:
-        log.debug("tcp #%d connect to %s:%d failed: %s", flow, host, port, exc)
-        stack.reject(flow, reject_reason(exc))
-        kick()
-        return
-    registry[flow] = proto
-    if not stack.accept(flow, loop.time()):
-        del registry[flow]
-        proto.abort()
-    kick()
+        sock = socket.socket(family, socket.SOCK_STREAM | _NONBLOCK)
+    except OSError as exc:
+        log.warning("cannot open a TCP socket: %s", exc)
+        stack.reject(flow, RejectReason.REFUSED)
+        return None
+    proto = HostTCP(stack, flow, loop, kick, sock, reading=False)
+    try:
+        if source is not None:
+            sock.bind((source, 0))
+        proto._start_connect((host, port))
+    except OSError as exc:
+        proto._reject(exc)
+        return None
+    return proto
