@@ -84,10 +84,20 @@ class HostUDP:
             raise
 
     def send(self, data: bytes, addr: bytes, port: int) -> None:
+        dest = (socket.inet_ntop(self.family, addr), port)
         try:
-            self.sock.sendto(data, (socket.inet_ntop(self.family, addr), port))
+            self.sock.sendto(data, dest)
+        except BlockingIOError:
+            log.debug("udp #%d send dropped: socket buffer full", self.flow)
         except OSError as exc:
-            log.debug("udp #%d send failed: %s", self.flow, exc)
+            # Most likely an earlier datagram's ICMP error, which the kernel
+            # reports on the next send and then drops that datagram: relay
+            # the error and send again.
+            self._errors(self._loop.time())
+            try:
+                self.sock.sendto(data, dest)
+            except OSError as again:
+                log.debug("udp #%d send failed: %s (%s)", self.flow, again, exc)
 
     def _readable(self) -> None:
         recv = self.sock.recvfrom
@@ -101,26 +111,41 @@ class HostUDP:
             except OSError as exc:
                 log.debug("udp #%d receive failed: %s", self.flow, exc)
                 self._errors(now)
+                self._rearm()
                 break
             host = socket.inet_pton(self.family, peer[0].split("%", 1)[0])
             self._deliver(stack, host, peer[1], data, now)
+        else:
+            # A full batch: an error may wait behind the datagrams.
+            if self._errors(now):
+                self._rearm()
         self._kick()
+
+    def _rearm(self) -> None:
+        """Watch the socket again after reading an error from it.
+
+        A socket with an error pending polls as POLLERR; uvloop then calls
+        the reader once more and drops the watcher, and without a new one
+        the flow would never hear from its socket again."""
+        fd = self.sock.fileno()
+        self._loop.remove_reader(fd)
+        self._loop.add_reader(fd, self._readable)
 
     def _deliver(
         self, stack: Stack, host: bytes, port: int, data: bytes, now: float
     ) -> None:
         stack.udp_send(self.flow, host, port, data, now)
 
-    def _errors(self, now: float) -> None:
+    def _errors(self, now: float) -> int:
         """Relay the ICMP errors queued on the socket (``IP_RECVERR``) to the
-        guest, each about the datagram that caused it."""
-        for _ in range(_RECV_BATCH):
+        guest, each about the datagram that caused it; the number read."""
+        for count in range(_RECV_BATCH):
             try:
                 data, ancdata, _flags, addr = self.sock.recvmsg(
                     _ERROR_QUOTE, 512, _MSG_ERRQUEUE
                 )
             except OSError:
-                return
+                return count
             for level, kind, payload in ancdata:
                 if (level, kind) not in _RECVERR or len(payload) < _EXT_ERR.size:
                     continue
@@ -131,6 +156,7 @@ class HostUDP:
                 self._stack.udp_error(
                     self.flow, dst, addr[1], icmp_type, icmp_code, data, now
                 )
+        return _RECV_BATCH
 
     def close(self) -> None:
         self._loop.remove_reader(self.sock.fileno())

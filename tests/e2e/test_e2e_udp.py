@@ -38,3 +38,32 @@ def test_icmp_error_reaches_the_guest(
     )
     result = container.run([PYTHON, "-c", code], timeout=20)
     assert result.stdout.strip() == "REFUSED", result.describe()
+
+
+def test_a_flow_keeps_working_after_icmp_errors(
+    lab: Lab, container: Container, daemon: Daemon
+) -> None:
+    """One guest socket sends to a closed host port, then to a live one:
+    first with a pause between (the error is read from the flow's host socket
+    before the next send), then straight after (the kernel reports the error
+    on the next send instead). Both times the echo must come back: a real
+    network would deliver the second datagram, and a socket error must not
+    leave the flow deaf."""
+    server = lab.host.start_server(
+        "udp_peer", "--listen=127.0.0.1:0", "--count=50", "--timeout=30"
+    )
+    code = (
+        "import socket, time\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "s.settimeout(2)\n"
+        "for pause in (0.3, 0):\n"
+        f"    s.sendto(b'anyone?', ('{GATEWAY}', 9))\n"
+        "    time.sleep(pause)\n"
+        f"    s.sendto(b'echo', ('{GATEWAY}', {server.port}))\n"
+        "    try:\n"
+        "        print(s.recvfrom(100)[0].decode())\n"
+        "    except TimeoutError:\n"
+        "        print('TIMEOUT')\n"
+    )
+    result = container.run([PYTHON, "-c", code], timeout=20)
+    assert result.stdout.split() == ["echo", "echo"], result.describe()
