@@ -40,7 +40,7 @@ def pytest_configure(config: pytest.Config) -> None:
         pytest.exit(
             "slirpy's compiled core is older than "
             + ", ".join(stale)
-            + ": rebuild it (python setup.py build_ext --inplace) or delete "
+            + ": rebuild it (python setup.py build_ext --inplace --force) or delete "
             "slirpy/stack/**/*.so to test the pure-Python core",
             returncode=4,
         )

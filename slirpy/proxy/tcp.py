@@ -141,27 +141,40 @@ class HostTCP:
         # Read until the socket says EAGAIN, EOF or an error, or the stack is
         # full: uvloop's readers are called once more after a socket error
         # (an RST) and then never again, so the data before the error and the
-        # error itself must both be taken in that one call.
+        # error itself must both be taken in that one call. Each chunk goes
+        # to the stack once the next read has said what follows it, so that
+        # a server's last bytes and its EOF reach the guest in one segment.
         recv = self._sock.recv
         stack = self._stack
         flow = self.flow
         now = self._loop.time()
+        pending = b""
         while True:
             try:
                 data = recv(_READ_SIZE)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
+                if pending:
+                    stack.tcp_send(flow, pending, now)
                 self._fail(exc)
                 return
             if not data:
                 self._stop_reading()
                 self._eof_received = True
-                stack.tcp_shutdown(flow, now)
-                break
-            if not stack.tcp_send(flow, data, now):
+                if pending:
+                    stack.tcp_send(flow, pending, now, True)
+                else:
+                    stack.tcp_shutdown(flow, now)
+                self._kick()
+                return
+            if pending and not stack.tcp_send(flow, pending, now):
+                pending = data
                 self._stop_reading()
                 break
+            pending = data
+        if pending and not stack.tcp_send(flow, pending, now):
+            self._stop_reading()
         self._kick()
 
     def resume_reading(self) -> None:
@@ -295,8 +308,22 @@ class HostTCP:
     # ------------------------------------------------------------ connect
 
     def _start_connect(self, address: tuple[str, int]) -> None:
-        err = self._sock.connect_ex(address)
-        if err not in (0, errno.EINPROGRESS):
+        sock = self._sock
+        err = sock.connect_ex(address)
+        if err == errno.EINPROGRESS:
+            # To a local address the handshake has run by the time connect()
+            # returns (only the socket's state was looked at too early):
+            # finish now rather than one loop iteration later.
+            try:
+                sock.getpeername()
+            except OSError:
+                pass
+            else:
+                err = 0
+        if err == 0:
+            self._finish_connect()
+            return
+        if err != errno.EINPROGRESS:
             raise OSError(err, os.strerror(err))
         self._connecting = True
         loop = self._loop
@@ -307,8 +334,8 @@ class HostTCP:
         loop.add_writer(self._fd, self._connected)
 
     def _connected(self) -> None:
-        loop = self._loop
-        loop.remove_writer(self._fd)
+        """The connect in progress finished, one way or the other."""
+        self._loop.remove_writer(self._fd)
         self._writing = False
         self._connecting = False
         if self._connect_timer is not None:
@@ -317,16 +344,19 @@ class HostTCP:
         err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             self._reject(OSError(err, os.strerror(err)))
-            return
-        if not self._stack.accept(self.flow, loop.time()):
-            self.abort()
         else:
-            self.resume_reading()
-            if self._queue:
-                self._writable()
-            elif self._eof_pending:
-                self._drained()
+            self._finish_connect()
         self._kick()
+
+    def _finish_connect(self) -> None:
+        if not self._stack.accept(self.flow, self._loop.time()):
+            self.abort()
+            return
+        self.resume_reading()
+        if self._queue:
+            self._writable()
+        elif self._eof_pending:
+            self._drained()
 
     def _connect_timed_out(self) -> None:
         self._connect_timer = None
@@ -361,8 +391,8 @@ def connect(
     """Start connecting the host side of ``flow``.
 
     Returns the ``HostTCP``, which accepts or rejects the flow in the stack
-    when the connect completes; None when it failed at once (the flow is
-    rejected already)."""
+    when the connect completes (at once, for a local address); None when the
+    flow is already rejected."""
     family = socket.AF_INET6 if len(addr) == 16 else socket.AF_INET
     host = socket.inet_ntop(family, addr)
     try:
@@ -379,4 +409,4 @@ def connect(
     except OSError as exc:
         proto._reject(exc)
         return None
-    return proto
+    return None if proto._closed else proto

@@ -248,13 +248,19 @@ class Stack:
         self._after_tcp(conn)
 
     def tcp_send(
-        self, flow: int, data: bytes | bytearray | memoryview, now: float
+        self,
+        flow: int,
+        data: bytes | bytearray | memoryview,
+        now: float,
+        fin: bool = False,
     ) -> bool:
-        """Queue host data for the guest; False: stop reading until ``TCPWritable``."""
+        """Queue host data for the guest, with ``fin`` the host's EOF after
+        it (``tcp_shutdown`` in the same segment); False: stop reading until
+        ``TCPWritable``."""
         conn = self.flows.tcp_by_id.get(flow)
         if conn is None or conn.finished:
             return True
-        room = conn.send(data, now)
+        room = conn.send(data, now, fin)
         self._after_tcp(conn)
         return room
 

@@ -45,10 +45,10 @@ class RecordingStack:
     def names(self) -> list[str]:
         return [name for name, _ in self.calls]
 
-    def tcp_send(self, flow: int, data: bytes, now: float) -> bool:
+    def tcp_send(self, flow: int, data: bytes, now: float, fin: bool = False) -> bool:
         assert flow == FLOW
         self.received += data
-        self.calls.append(("tcp_send", len(data)))
+        self.calls.append(("tcp_send+fin" if fin else "tcp_send", len(data)))
         return self.room
 
     def tcp_shutdown(self, flow: int, now: float) -> None:
@@ -165,6 +165,18 @@ def test_data_then_reset_both_reach_the_stack(
     proto.close()
 
 
+def test_eof_alone(loop: asyncio.AbstractEventLoop, listener: socket.socket) -> None:
+    ours, peer = pair(listener)
+    proto, stack = host(loop, ours)
+    peer.sendall(b"hello")
+    step_until(loop, lambda: bytes(stack.received) == b"hello")
+    peer.shutdown(socket.SHUT_WR)
+    step_until(loop, lambda: "tcp_shutdown" in stack.names())
+    assert stack.names() == ["tcp_send", "tcp_shutdown"]
+    proto.close()
+    peer.close()
+
+
 def test_eof_after_data(
     loop: asyncio.AbstractEventLoop, listener: socket.socket
 ) -> None:
@@ -172,9 +184,10 @@ def test_eof_after_data(
     peer.sendall(b"hello")
     peer.shutdown(socket.SHUT_WR)
     proto, stack = host(loop, ours)
-    step_until(loop, lambda: "tcp_shutdown" in stack.names())
+    step_until(loop, lambda: "tcp_send+fin" in stack.names())
     assert bytes(stack.received) == b"hello"
-    assert stack.names() == ["tcp_send", "tcp_shutdown"]
+    # The last data and the EOF go to the stack together (one segment).
+    assert stack.names() == ["tcp_send+fin"]
     proto.close()
     peer.close()
 

@@ -369,7 +369,8 @@ class GuestTCP:
         end = rel + len(seg.payload)
         if self.peer_fin_seq is not None:
             fin_rel = _diff(self.peer_fin_seq, seg.seq)
-            if len(seg.payload) > fin_rel or (fin and seg.seq != self.peer_fin_seq):
+            fin_at = (seg.seq + len(seg.payload)) % MOD
+            if len(seg.payload) > fin_rel or (fin and fin_at != self.peer_fin_seq):
                 self.violations.append(
                     f"data or FIN past the FIN: seq={seg.seq} fin={self.peer_fin_seq}"
                 )

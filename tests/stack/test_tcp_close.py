@@ -58,10 +58,24 @@ def test_fin_waits_for_queued_data() -> None:
     (second,) = h.frames()
     peer.take(peer.check(second, flags="PA", payload_len=1000))
     peer.send("A")
-    third, fin = h.frames()
-    peer.take(peer.check(third, flags="PA", payload_len=500))
-    peer.take(peer.check(fin, flags="FA", payload=b""))
+    (third,) = h.frames()
+    # The FIN rides on the segment with the last of the data.
+    peer.take(peer.check(third, flags="FPA", payload_len=500))
     assert peer.state is TCPState.LAST_ACK
+
+
+def test_fin_with_the_last_data_in_one_call() -> None:
+    h = Harness()
+    peer = tcp_in_state(h, TCPState.ESTABLISHED, wscale=None, window=8000, mss=1000)
+    h.stack.tcp_send(peer.flow, b"bye", h.now, fin=True)
+    (only,) = h.frames()
+    peer.take(peer.check(only, flags="FPA", payload=b"bye"))
+    peer.send("A")
+    assert h.frames() == []
+    peer.send("FA")
+    (ack,) = h.frames()
+    peer.check(ack, flags="A")
+    assert h.events() == [TCPEof(peer.flow), FlowClosed(peer.flow)]
 
 
 def test_last_ack_fin_retransmitted(h: Harness, last_ack: Peer) -> None:

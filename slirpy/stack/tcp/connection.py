@@ -356,14 +356,20 @@ class TCPConnection:
 
     # ------------------------------------------------------------ API: sending
 
-    def send(self, data: bytes | bytearray | memoryview, now: float) -> bool:
-        """Queue ``data`` for the guest; False once the buffer is over its limit."""
+    def send(
+        self, data: bytes | bytearray | memoryview, now: float, fin: bool = False
+    ) -> bool:
+        """Queue ``data`` for the guest, and with ``fin`` a FIN after it (on
+        the same segment when it fits); False once the buffer is over its
+        limit."""
         if self._fin_queued or not (
             self.state.sends_data
             or self.state in (TCPState.SYN_RECEIVED, TCPState.SYN_SENT)
         ):
             raise ProtocolStateError(f"send in state {self.state.value}")
         self.snd_buf.append(data)
+        if fin:
+            self._fin_queued = True
         if self.state.is_synchronized:
             self._transmit(now)
         room = len(self.snd_buf) < self._limits.tcp_snd_buffer
@@ -639,23 +645,22 @@ class TCPConnection:
             if unsent > 0 and avail > 0:
                 n = min(unsent, avail, limit)
                 payload = self.snd_buf.peek(in_flight, n)
-                self._segment(self.snd_nxt, ACK | PSH, payload, gso=gso)
+                # The FIN rides on the segment with the last of the data.
+                last = n == unsent and self._fin_queued
+                flags = ACK | PSH | FIN if last else ACK | PSH
+                self._segment(self.snd_nxt, flags, payload, gso=gso)
                 if self._rtt_seq is None:
                     self._rtt_seq = seq_add(self.snd_nxt, n)
                     self._rtt_start = now
                 self.snd_nxt = seq_add(self.snd_nxt, n)
+                if last:
+                    self._fin_out()
                 self._note_sent()
                 continue
             if unsent <= 0 and self._fin_queued and not self._fin_sent:
-                self._fin_seq = self.snd_nxt
-                self._fin_sent = True
                 self._segment(self.snd_nxt, ACK | FIN, b"")
-                self.snd_nxt = seq_add(self.snd_nxt, 1)
+                self._fin_out()
                 self._note_sent()
-                if self.state is TCPState.ESTABLISHED:
-                    self.state = TCPState.FIN_WAIT_1
-                elif self.state is TCPState.CLOSE_WAIT:
-                    self.state = TCPState.LAST_ACK
             break
         if self.snd_nxt != self.snd_una:
             if self._timer is not _Timer.RETRANSMIT:
@@ -665,6 +670,16 @@ class TCPConnection:
                 self._arm(_Timer.PERSIST, now + self._rto)
         elif self._timer in (_Timer.RETRANSMIT, _Timer.PERSIST):
             self._disarm()
+
+    def _fin_out(self) -> None:
+        """The FIN went out at ``snd_nxt``."""
+        self._fin_seq = self.snd_nxt
+        self._fin_sent = True
+        self.snd_nxt = seq_add(self.snd_nxt, 1)
+        if self.state is TCPState.ESTABLISHED:
+            self.state = TCPState.FIN_WAIT_1
+        elif self.state is TCPState.CLOSE_WAIT:
+            self.state = TCPState.LAST_ACK
 
     def _note_sent(self) -> None:
         if seq_gt(self.snd_nxt, self.snd_max):
