@@ -22,9 +22,10 @@ with reading off until the guest answers the forwarded SYN (``TCPConnected``).
 From then on bytes are relayed both ways with backpressure:
 
 * host → guest: each readable callback reads up to ``_READ_SIZE`` into a new
-  ``bytes`` and queues it in the stack (which keeps the object, not a copy);
-  when the stack's send buffer is over its limit, reading pauses until the
-  stack raises ``TCPWritable``;
+  ``bytes`` and queues it in the stack, which keeps the object, not a copy
+  (a read under ``_KEEP_READ`` is copied to its own small object first, so
+  that it does not pin a large block of heap); when the stack's send buffer
+  is over its limit, reading pauses until the stack raises ``TCPWritable``;
 * guest → host: the driver hands ``TCPData`` to ``write``, which sends at
   once; what the socket does not take waits in a queue drained by a writer
   callback, and while that queue is over ``_HIGH_WATER`` the stack keeps the
@@ -61,6 +62,8 @@ _LINGER_RST = struct.pack("ii", 1, 0)
 _READ_SIZE = 262144
 """Bytes asked for per read: large, so that a bulk transfer needs few reads
 and most guest segments lie within one chunk of the stack's send buffer."""
+_KEEP_READ = 65536
+"""A read at least this large is kept as read; a smaller one is copied."""
 _HIGH_WATER = 65536
 _LOW_WATER = 16384
 _NONBLOCK = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
@@ -71,10 +74,21 @@ def warm_up_allocator() -> None:
 
     glibc serves blocks this large with mmap until one such block is freed,
     which raises its dynamic mmap threshold to that block's size (mallopt(3)).
-    Until then every read would be an mmap, an mremap shrinking it to the
-    bytes read and a munmap when the stack is done with it."""
+    Until then every bulk read would be an mmap, an mremap when it comes back
+    short and a munmap when the stack is done with it."""
     block = bytearray(2 * _READ_SIZE)
     del block
+
+
+def _read(sock: socket.socket) -> bytes:
+    """One read of at most ``_READ_SIZE`` (see the module docstring)."""
+    data = sock.recv(_READ_SIZE)
+    if len(data) < _KEEP_READ:
+        # Shrunk in place, a small read would hold the rest of its block's
+        # place in the heap for as long as the stack keeps it: copy it out,
+        # and the block is whole again for the next read.
+        data = bytes(memoryview(data))
+    return data
 
 
 class HostTCP:
@@ -144,14 +158,14 @@ class HostTCP:
         # error itself must both be taken in that one call. Each chunk goes
         # to the stack once the next read has said what follows it, so that
         # a server's last bytes and its EOF reach the guest in one segment.
-        recv = self._sock.recv
+        sock = self._sock
         stack = self._stack
         flow = self.flow
         now = self._loop.time()
         pending = b""
         while True:
             try:
-                data = recv(_READ_SIZE)
+                data = _read(sock)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:

@@ -10,6 +10,9 @@
     runs ``--then``: ``recv`` reads to EOF or error; ``send-reset:N`` sends N
     seeded bytes, waits ``--pause`` seconds and closes with an RST.
 
+``--recv-rate MB/s`` paces ``recv`` (either role), so that the reader is the
+slowest part of the path and every buffer before it is full.
+
 Each side prints one JSON line: the bytes it moved and their SHA-256, the
 error that ended the stream (``ECONNRESET``, ``ECONNREFUSED``... or ``EOF``)
 and, for a client, ``connect_seconds``.
@@ -44,14 +47,21 @@ def error_name(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def recv_all(sock: socket.socket) -> dict[str, Any]:
+def recv_all(sock: socket.socket, rate: float = 0.0) -> dict[str, Any]:
+    """Read to EOF or an error; ``rate`` (MB/s, 0: as fast as it comes)
+    paces the reads, so that every buffer before this reader stays full."""
     digest = hashlib.sha256()
     total = 0
     end = "EOF"
+    start = time.monotonic()
     try:
         while chunk := sock.recv(1 << 16):
             digest.update(chunk)
             total += len(chunk)
+            if rate:
+                ahead = start + total / (rate * 1e6) - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
     except OSError as exc:
         end = error_name(exc)
     return {"received": total, "sha256": digest.hexdigest(), "end": end}
@@ -70,9 +80,11 @@ def send_reset(sock: socket.socket, size: int, pause: float) -> dict[str, Any]:
     return {"sent": size, "end": end}
 
 
-def run(sock: socket.socket, then: str, pause: float) -> dict[str, Any]:
+def run(
+    sock: socket.socket, then: str, pause: float, rate: float
+) -> dict[str, Any]:
     if then == "recv":
-        return recv_all(sock)
+        return recv_all(sock, rate)
     kind, _, size = then.partition(":")
     if kind == "send-reset":
         return send_reset(sock, int(size), pause)
@@ -86,6 +98,7 @@ def main() -> int:
     parser.add_argument("--connect")
     parser.add_argument("--then", default="recv")
     parser.add_argument("--pause", type=float, default=0.2)
+    parser.add_argument("--recv-rate", type=float, default=0.0)
     parser.add_argument("--timeout", type=float, default=60.0)
     args = parser.parse_args()
     record: dict[str, Any] = {}
@@ -99,7 +112,7 @@ def main() -> int:
         lsock.settimeout(args.timeout)
         conn, _ = lsock.accept()
         conn.settimeout(args.timeout)
-        record.update(run(conn, args.then, args.pause))
+        record.update(run(conn, args.then, args.pause, args.recv_rate))
     else:
         host, port = parse_hostport(args.connect)
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
@@ -111,7 +124,7 @@ def main() -> int:
             record["connect_error"] = error_name(exc)
         record["connect_seconds"] = round(time.monotonic() - start, 3)
         if "connect_error" not in record:
-            record.update(run(sock, args.then, args.pause))
+            record.update(run(sock, args.then, args.pause, args.recv_rate))
     print(json.dumps(record, sort_keys=True), flush=True)
     return 0
 
