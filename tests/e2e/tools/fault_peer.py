@@ -80,9 +80,7 @@ def send_reset(sock: socket.socket, size: int, pause: float) -> dict[str, Any]:
     return {"sent": size, "end": end}
 
 
-def run(
-    sock: socket.socket, then: str, pause: float, rate: float
-) -> dict[str, Any]:
+def run(sock: socket.socket, then: str, pause: float, rate: float) -> dict[str, Any]:
     if then == "recv":
         return recv_all(sock, rate)
     kind, _, size = then.partition(":")
