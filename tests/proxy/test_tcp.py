@@ -119,6 +119,18 @@ def drain(sock: socket.socket, into: bytearray) -> bool:
         into += data
 
 
+def read_to_eof(loop: asyncio.AbstractEventLoop, peer: socket.socket) -> bytes:
+    """What ``peer`` receives up to EOF, stepping the loop meanwhile."""
+    got = bytearray()
+    eof = [False]
+
+    def read() -> None:
+        eof[0] = eof[0] or drain(peer, got)
+
+    step_until(loop, lambda: eof[0], read)
+    return bytes(got)
+
+
 def fd_open(fd: int) -> bool:
     try:
         os.fstat(fd)
@@ -243,14 +255,7 @@ def test_write_eof_waits_for_the_queue(
     data = os.urandom(8 << 20)
     proto.write(data)
     proto.write_eof()
-    got = bytearray()
-    eof = [False]
-
-    def read() -> None:
-        eof[0] = eof[0] or drain(peer, got)
-
-    step_until(loop, lambda: eof[0], read)
-    assert bytes(got) == data
+    assert read_to_eof(loop, peer) == data
     # Half-closed: the other direction still works.
     peer.sendall(b"reply")
     step_until(loop, lambda: bytes(stack.received) == b"reply")
@@ -268,14 +273,7 @@ def test_close_sends_the_queue_first(
     proto.write(data)
     proto.close()
     assert fd_open(fd)
-    got = bytearray()
-    eof = [False]
-
-    def read() -> None:
-        eof[0] = eof[0] or drain(peer, got)
-
-    step_until(loop, lambda: eof[0], read)
-    assert bytes(got) == data
+    assert read_to_eof(loop, peer) == data
     step_until(loop, lambda: not fd_open(fd))
     peer.close()
 
@@ -352,45 +350,42 @@ def test_a_refused_connect_rejects_the_flow(
     assert stack.calls == [("reject", RejectReason.REFUSED)]
 
 
-def test_a_connect_that_never_completes_times_out(
-    loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A listener whose accept queue is full drops SYNs: the connect hangs."""
-    monkeypatch.setattr(tcp, "CONNECT_TIMEOUT", 0.3)
+@pytest.fixture
+def unanswered_port() -> Iterator[int]:
+    """A port whose listener's accept queue is full: SYNs to it are dropped,
+    so a connect there hangs."""
     full = socket.socket()
     full.bind(("127.0.0.1", 0))
     full.listen(0)
     port = full.getsockname()[1]
-    queued = [socket.create_connection(("127.0.0.1", port)) for _ in range(1)]
-    try:
-        proto, stack = _connect(loop, port)
-        assert proto is not None
-        started = time.monotonic()
-        step_until(loop, lambda: "reject" in stack.names())
-        assert time.monotonic() - started >= 0.25
-        assert stack.calls == [("reject", RejectReason.REFUSED)]
-    finally:
-        for sock in queued:
-            sock.close()
-        full.close()
+    queued = socket.create_connection(("127.0.0.1", port))
+    yield port
+    queued.close()
+    full.close()
+
+
+def test_a_connect_that_never_completes_times_out(
+    loop: asyncio.AbstractEventLoop,
+    monkeypatch: pytest.MonkeyPatch,
+    unanswered_port: int,
+) -> None:
+    monkeypatch.setattr(tcp, "CONNECT_TIMEOUT", 0.3)
+    proto, stack = _connect(loop, unanswered_port)
+    assert proto is not None
+    started = time.monotonic()
+    step_until(loop, lambda: "reject" in stack.names())
+    assert time.monotonic() - started >= 0.25
+    assert stack.calls == [("reject", RejectReason.REFUSED)]
 
 
 def test_closing_while_connecting_forgets_quietly(
-    loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+    loop: asyncio.AbstractEventLoop,
+    monkeypatch: pytest.MonkeyPatch,
+    unanswered_port: int,
 ) -> None:
     monkeypatch.setattr(tcp, "CONNECT_TIMEOUT", 0.2)
-    full = socket.socket()
-    full.bind(("127.0.0.1", 0))
-    full.listen(0)
-    port = full.getsockname()[1]
-    queued = [socket.create_connection(("127.0.0.1", port)) for _ in range(1)]
-    try:
-        proto, stack = _connect(loop, port)
-        assert proto is not None
-        proto.close()
-        loop.run_until_complete(asyncio.sleep(0.4))
-        assert stack.calls == []
-    finally:
-        for sock in queued:
-            sock.close()
-        full.close()
+    proto, stack = _connect(loop, unanswered_port)
+    assert proto is not None
+    proto.close()
+    loop.run_until_complete(asyncio.sleep(0.4))
+    assert stack.calls == []
