@@ -132,6 +132,10 @@ class HostTCP:
         self.flow = flow
         self._sock = sock
         self._fd = sock.fileno()
+        # The guest's own stack already decided when to send: a small write
+        # must not wait for the host peer's ACK (Nagle, with the peer's
+        # delayed ACK: up to 40 ms), as with slirp4netns and pasta.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._queue: collections.deque[bytes | memoryview] = collections.deque()
         self._queued = 0
         """Bytes in ``_queue``."""

@@ -226,6 +226,21 @@ def test_a_full_stack_pauses_reading_until_resumed(
 # ---------------------------------------------------------------- writing
 
 
+def test_small_writes_are_not_held_back(
+    loop: asyncio.AbstractEventLoop, listener: socket.socket
+) -> None:
+    """Nagle's algorithm is off on every host socket, connected or accepted."""
+    ours, peer = pair(listener)
+    proto, _stack = host(loop, ours)
+    assert ours.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    out, _ = _connect(loop, listener.getsockname()[1])
+    assert out is not None
+    assert out._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    out.close()
+    proto.close()
+    peer.close()
+
+
 def test_writes_queue_and_shut_the_guest_window_while_the_peer_is_slow(
     loop: asyncio.AbstractEventLoop, listener: socket.socket
 ) -> None:
