@@ -6,12 +6,14 @@ Theory of operation
 
 A ``HostTCP`` owns one non-blocking kernel socket and watches it with the
 loop's ``add_reader``/``add_writer``; there is no asyncio transport, task or
-future in between. That keeps a connection's set-up to a ``connect()`` and one
-writer callback, and lets reads land in the ``bytes`` the stack keeps.
+future in between. That keeps a connection's set-up to a ``connect()`` (and,
+to an address that is not local, one writer callback), and lets reads land in
+the ``bytes`` the stack keeps.
 
 Outbound (a guest SYN): the stack raises ``TCPConnectRequest``; ``connect``
-starts a non-blocking ``connect()`` and only when the socket turns writable
-lets the stack answer the SYN (``Stack.accept``). A refused connect becomes
+starts a non-blocking ``connect()`` and only once it has completed (at once
+to a local address, otherwise when the socket turns writable) lets the stack
+answer the SYN (``Stack.accept``). A refused connect becomes
 an RST toward the guest, an unreachable network or host an ICMP error, and a
 connect that has not finished after ``CONNECT_TIMEOUT`` an RST, so the
 guest's ``connect()`` fails the way it would on a real network.
@@ -167,7 +169,8 @@ class HostTCP:
         flow = self.flow
         now = self._loop.time()
         pending = b""
-        while True:
+        room = True
+        while room:
             try:
                 data = _read(sock)
             except (BlockingIOError, InterruptedError):
@@ -186,12 +189,12 @@ class HostTCP:
                     stack.tcp_shutdown(flow, now)
                 self._kick()
                 return
-            if pending and not stack.tcp_send(flow, pending, now):
-                pending = data
-                self._stop_reading()
-                break
+            if pending:
+                room = stack.tcp_send(flow, pending, now)
             pending = data
         if pending and not stack.tcp_send(flow, pending, now):
+            room = False
+        if not room:
             self._stop_reading()
         self._kick()
 
@@ -372,7 +375,8 @@ class HostTCP:
             return
         self.resume_reading()
         if self._queue:
-            self._writable()
+            self._writing = True
+            self._loop.add_writer(self._fd, self._writable)
         elif self._eof_pending:
             self._drained()
 

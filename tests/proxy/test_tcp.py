@@ -366,15 +366,14 @@ def test_a_refused_connect_rejects_the_flow(
 
 
 @pytest.fixture
-def unanswered_port() -> Iterator[int]:
-    """A port whose listener's accept queue is full: SYNs to it are dropped,
-    so a connect there hangs."""
+def full_listener() -> Iterator[socket.socket]:
+    """A listener whose accept queue is full: SYNs to it are dropped, so a
+    connect there hangs (until the queue has room and the SYN is resent)."""
     full = socket.socket()
     full.bind(("127.0.0.1", 0))
     full.listen(0)
-    port = full.getsockname()[1]
-    queued = socket.create_connection(("127.0.0.1", port))
-    yield port
+    queued = socket.create_connection(full.getsockname())
+    yield full
     queued.close()
     full.close()
 
@@ -382,10 +381,10 @@ def unanswered_port() -> Iterator[int]:
 def test_a_connect_that_never_completes_times_out(
     loop: asyncio.AbstractEventLoop,
     monkeypatch: pytest.MonkeyPatch,
-    unanswered_port: int,
+    full_listener: socket.socket,
 ) -> None:
     monkeypatch.setattr(tcp, "CONNECT_TIMEOUT", 0.3)
-    proto, stack = _connect(loop, unanswered_port)
+    proto, stack = _connect(loop, full_listener.getsockname()[1])
     assert proto is not None
     started = time.monotonic()
     step_until(loop, lambda: "reject" in stack.names())
@@ -396,11 +395,28 @@ def test_a_connect_that_never_completes_times_out(
 def test_closing_while_connecting_forgets_quietly(
     loop: asyncio.AbstractEventLoop,
     monkeypatch: pytest.MonkeyPatch,
-    unanswered_port: int,
+    full_listener: socket.socket,
 ) -> None:
     monkeypatch.setattr(tcp, "CONNECT_TIMEOUT", 0.2)
-    proto, stack = _connect(loop, unanswered_port)
+    proto, stack = _connect(loop, full_listener.getsockname()[1])
     assert proto is not None
     proto.close()
     loop.run_until_complete(asyncio.sleep(0.4))
     assert stack.calls == []
+
+
+def test_what_is_written_while_connecting_goes_out_once_connected(
+    loop: asyncio.AbstractEventLoop, full_listener: socket.socket
+) -> None:
+    proto, stack = _connect(loop, full_listener.getsockname()[1])
+    assert proto is not None
+    proto.write(b"early")
+    proto.write_eof()
+    first, _ = full_listener.accept()  # room for the resent SYN (after ~1 s)
+    first.close()
+    step_until(loop, lambda: "accept" in stack.names())
+    peer, _ = full_listener.accept()
+    peer.setblocking(False)
+    assert read_to_eof(loop, peer) == b"early"
+    proto.close()
+    peer.close()
