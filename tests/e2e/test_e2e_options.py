@@ -92,6 +92,14 @@ def test_outbound_addr(
     assert {r["peer"].split(":")[0] for r in records} == {source}
 
 
+def established(container: Container, port: int) -> int:
+    """The container's established TCP connections to ``port``."""
+    result = container.run(
+        ["ss", "-Htn", "state", "established", "dport", "=", f":{port}"], timeout=10
+    )
+    return len(result.stdout.splitlines())
+
+
 def test_max_flows(lab: Lab, container: Container, slirpy_only: None) -> None:
     """``--max-flows``: connections beyond the bound are reset at once; the
     ones tracked go on, and a slot frees when one closes."""
@@ -114,6 +122,12 @@ def test_max_flows(lab: Lab, container: Container, slirpy_only: None) -> None:
         for i in range(2)
     ]
     try:
+        # Both holders connected first: a probe that got in before them would
+        # use up the server's connections and be refused by the host instead.
+        deadline = time.monotonic() + 30
+        while established(container, server.port) < 2:
+            assert time.monotonic() < deadline, "the holders did not connect"
+            time.sleep(0.2)
         deadline = time.monotonic() + 10
         error = ""
         while time.monotonic() < deadline:
