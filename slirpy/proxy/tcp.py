@@ -25,9 +25,12 @@ From then on bytes are relayed both ways with backpressure:
 
 * host → guest: each readable callback reads up to ``_READ_SIZE`` into a new
   ``bytes`` and queues it in the stack, which keeps the object, not a copy
-  (a read under ``_KEEP_READ`` is copied to its own small object first, so
-  that it does not pin a large block of heap); when the stack's send buffer
-  is over its limit, reading pauses until the stack raises ``TCPWritable``;
+  (a flow whose last read was small reads into a shared ``_SMALL_READ``
+  buffer and copies out what came, as the transports did, so that a small
+  read never takes or pins a large block of heap; a read that fills it
+  switches the flow to ``_READ_SIZE`` reads kept as read); when the stack's
+  send buffer is over its limit, reading pauses until the stack raises
+  ``TCPWritable``;
 * guest → host: the driver hands ``TCPData`` to ``write``, which sends at
   once; what the socket does not take waits in a queue drained by a writer
   callback, and while that queue is over ``_HIGH_WATER`` the stack keeps the
@@ -64,8 +67,9 @@ _LINGER_RST = struct.pack("ii", 1, 0)
 _READ_SIZE = 262144
 """Bytes asked for per read: large, so that a bulk transfer needs few reads
 and most guest segments lie within one chunk of the stack's send buffer."""
-_KEEP_READ = 65536
-"""A read at least this large is kept as read; a smaller one is copied."""
+_SMALL_READ = 65536
+"""The shared buffer of small reads; a read this large makes the flow's next
+ones ``_READ_SIZE`` reads straight into their own ``bytes``."""
 _HIGH_WATER = 65536
 _LOW_WATER = 16384
 _NONBLOCK = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
@@ -82,21 +86,22 @@ def warm_up_allocator() -> None:
     del block
 
 
-def _read(sock: socket.socket) -> bytes:
-    """One read of at most ``_READ_SIZE`` (see the module docstring)."""
-    data = sock.recv(_READ_SIZE)
-    if len(data) < _KEEP_READ:
-        # Shrunk in place, a small read would hold the rest of its block's
-        # place in the heap for as long as the stack keeps it: copy it out,
-        # and the block is whole again for the next read.
-        data = bytes(memoryview(data))
-    return data
+_small = bytearray(_SMALL_READ)
+_small_view = memoryview(_small)
+
+
+def _read(sock: socket.socket, bulk: bool) -> bytes:
+    """One read (see the module docstring)."""
+    if bulk:
+        return sock.recv(_READ_SIZE)
+    return bytes(_small_view[: sock.recv_into(_small)])
 
 
 class HostTCP:
     """The host socket of one flow (see the module docstring)."""
 
     __slots__ = (
+        "_bulk",
         "_closed",
         "_closing",
         "_connect_timer",
@@ -142,6 +147,8 @@ class HostTCP:
         self._queued = 0
         """Bytes in ``_queue``."""
         self._reading = False
+        self._bulk = False
+        """The last read was at least ``_SMALL_READ``."""
         self._writing = False
         self._connecting = False
         self._connect_timer: asyncio.TimerHandle | None = None
@@ -172,7 +179,7 @@ class HostTCP:
         room = True
         while room:
             try:
-                data = _read(sock)
+                data = _read(sock, self._bulk)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
@@ -189,6 +196,7 @@ class HostTCP:
                     stack.tcp_shutdown(flow, now)
                 self._kick()
                 return
+            self._bulk = len(data) >= _SMALL_READ
             if pending:
                 room = stack.tcp_send(flow, pending, now)
             pending = data

@@ -99,25 +99,31 @@ def test_thousand_concurrent_connections(
     peak = rss(daemon)
     wait_until(lambda: fd_count(daemon) <= fds0, 20, "descriptors back to baseline")
     wait_until(lambda: len(flows(daemon, impl)) <= flows0, 20, "flows back to baseline")
-    # Python keeps the memory it once needed (a high-water mark), so "back to
-    # baseline" means: bounded after the first round, and no growth at all
-    # from a second round of the same load (a leak would show there).
+    # Python and malloc keep the memory they once needed (a high-water mark),
+    # so "back to baseline" means: bounded after the first round, and no
+    # growth from a third round of the same load (a leak grows every round).
+    # The high-water mark itself may be reached in the first round or the
+    # second (seen: the second 0-7 MiB above the first, then flat for three
+    # more rounds), hence two rounds before the one that is compared.
     first = rss(daemon)
     assert first - rss0 < HIGH_WATER, (rss0, peak, first)
-    again = container.python(
-        "load_peer",
-        "clients",
-        f"--connect={GATEWAY}:{server.port}",
-        f"--count={CONNECTIONS}",
-        "--bytes=30000",
-        "--hold=1.5",
-        "--timeout=90",
-        timeout=100,
-    )
-    assert again.json_lines()[0]["ok"] == CONNECTIONS, again.describe()
-    wait_until(lambda: fd_count(daemon) <= fds0, 20, "descriptors back again")
-    second = rss(daemon)
-    assert second - first < 6 * MIB, (rss0, first, second)
+    second = third = first
+    for _ in range(2):
+        again = container.python(
+            "load_peer",
+            "clients",
+            f"--connect={GATEWAY}:{server.port}",
+            f"--count={CONNECTIONS}",
+            "--bytes=30000",
+            "--hold=1.5",
+            "--timeout=90",
+            timeout=100,
+        )
+        assert again.json_lines()[0]["ok"] == CONNECTIONS, again.describe()
+        wait_until(lambda: fd_count(daemon) <= fds0, 20, "descriptors back again")
+        second, third = third, rss(daemon)
+    assert third - max(first, second) < 6 * MIB, (rss0, first, second, third)
+    assert third - rss0 < HIGH_WATER, (rss0, first, second, third)
     warm_up(lab, container)
 
 
