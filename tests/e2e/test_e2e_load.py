@@ -77,7 +77,7 @@ def test_thousand_concurrent_connections(
     warm_up(lab, container)
     time.sleep(2.5)  # the warm-up connection's TIME-WAIT
     rss0, fds0, flows0 = rss(daemon), fd_count(daemon), len(flows(daemon, impl))
-    clients = container.spawn_python(
+    one_round = (
         "load_peer",
         "clients",
         f"--connect={GATEWAY}:{server.port}",
@@ -86,6 +86,7 @@ def test_thousand_concurrent_connections(
         "--hold=1.5",
         "--timeout=90",
     )
+    clients = container.spawn_python(*one_round)
     line = clients.readline(60)
     assert line == f"HOLDING {CONNECTIONS}", line
     held_fds = fd_count(daemon)
@@ -107,21 +108,13 @@ def test_thousand_concurrent_connections(
     # more rounds), hence two rounds before the one that is compared.
     first = rss(daemon)
     assert first - rss0 < HIGH_WATER, (rss0, peak, first)
-    second = third = first
+    after = [first]
     for _ in range(2):
-        again = container.python(
-            "load_peer",
-            "clients",
-            f"--connect={GATEWAY}:{server.port}",
-            f"--count={CONNECTIONS}",
-            "--bytes=30000",
-            "--hold=1.5",
-            "--timeout=90",
-            timeout=100,
-        )
+        again = container.python(*one_round, timeout=100)
         assert again.json_lines()[0]["ok"] == CONNECTIONS, again.describe()
         wait_until(lambda: fd_count(daemon) <= fds0, 20, "descriptors back again")
-        second, third = third, rss(daemon)
+        after.append(rss(daemon))
+    _, second, third = after
     assert third - max(first, second) < 6 * MIB, (rss0, first, second, third)
     assert third - rss0 < HIGH_WATER, (rss0, first, second, third)
     warm_up(lab, container)
