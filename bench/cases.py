@@ -222,11 +222,13 @@ def udp_rate(ctx: Ctx) -> dict[str, float]:
 def _peer(ctx: Ctx, mode: str, seconds: float) -> dict[str, Any]:
     """A ``tools/peer.py`` server on the host, its client in the container."""
     server = ctx.lab.host.spawn_tool("peer", "--mode", mode, "--listen", "0.0.0.0:0")
+    cpu0 = cpu1 = None
     try:
         line = server.readline(15)
         if not line.startswith("LISTEN "):
             raise LabError(f"peer server said {line!r}")
         port = int(line.split()[1])
+        cpu0 = _daemon_cpu(ctx)
         result = ctx.container.tool(
             "peer",
             "--mode",
@@ -238,6 +240,7 @@ def _peer(ctx: Ctx, mode: str, seconds: float) -> dict[str, Any]:
             timeout=seconds + 20,
         )
     finally:
+        cpu1 = _daemon_cpu(ctx) if ctx.running.alive() else None
         server.kill()
         ctx.lab.untrack(server)
     lines = [x for x in result.stdout.splitlines() if x.startswith("{")]
@@ -246,8 +249,18 @@ def _peer(ctx: Ctx, mode: str, seconds: float) -> dict[str, Any]:
     record = dict(json.loads(lines[-1]))
     if record.get("error"):
         raise LabError(f"{mode}: {record['error']}")
+    if cpu0 is not None and cpu1 is not None:
+        record["daemon_cpu_s"] = cpu1 - cpu0
     ctx.details[mode] = record
     return record
+
+
+def _cpu_per(record: dict[str, Any], key: str) -> dict[str, float]:
+    """``{key: µs of daemon CPU per transaction}``, if the daemon was measured."""
+    cpu, count = record.get("daemon_cpu_s"), record.get("count")
+    if cpu is None or not count:
+        return {}
+    return {key: cpu * 1e6 / count}
 
 
 def tcp_rr(ctx: Ctx) -> dict[str, float]:
@@ -257,13 +270,15 @@ def tcp_rr(ctx: Ctx) -> dict[str, float]:
         "tcp_rr_rate": r["rate"],
         "tcp_rr_p50": r["p50_us"],
         "tcp_rr_p99": r["p99_us"],
-    }
+    } | _cpu_per(r, "tcp_rr_cpu_us")
 
 
 def tcp_crr(ctx: Ctx) -> dict[str, float]:
     """New TCP connection per transaction: connect, 1 byte each way, close."""
     r = _peer(ctx, "tcp-crr", ctx.dur.rr)
-    return {"tcp_crr_rate": r["rate"], "tcp_crr_p99": r["p99_us"]}
+    return {"tcp_crr_rate": r["rate"], "tcp_crr_p99": r["p99_us"]} | _cpu_per(
+        r, "tcp_crr_cpu_us"
+    )
 
 
 def udp_rr(ctx: Ctx) -> dict[str, float]:
@@ -278,12 +293,16 @@ def udp_rr(ctx: Ctx) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Case:
-    """A named measurement, the metrics it yields, and whether --quick runs it."""
+    """A named measurement, the metrics it yields, and whether --quick runs it.
+
+    ``daemon_metrics``: further metrics it yields for implementations with a
+    daemon (its CPU time per transaction)."""
 
     name: str
     run: Callable[[Ctx], dict[str, float]]
     metrics: tuple[str, ...]
     quick: bool
+    daemon_metrics: tuple[str, ...] = ()
 
 
 CASES: tuple[Case, ...] = (
@@ -293,12 +312,24 @@ CASES: tuple[Case, ...] = (
     Case("pf_lo_g2h", port_forward("lo", True), ("pf_lo_g2h",), False),
     Case("pf_ext_h2g", port_forward("ext", False), ("pf_ext_h2g",), True),
     Case("pf_ext_g2h", port_forward("ext", True), ("pf_ext_g2h",), False),
-    Case("tcp_rr", tcp_rr, ("tcp_rr_rate", "tcp_rr_p50", "tcp_rr_p99"), True),
+    Case(
+        "tcp_rr",
+        tcp_rr,
+        ("tcp_rr_rate", "tcp_rr_p50", "tcp_rr_p99"),
+        True,
+        ("tcp_rr_cpu_us",),
+    ),
     Case("udp_rr", udp_rr, ("udp_rr_rate", "udp_rr_p50", "udp_rr_p99"), True),
     Case("udp_rate", udp_rate, ("udp_loss_pct", "udp_recv_mbps"), True),
     # Last: slirp4netns's memory grows to ~1 GiB here and stays there, which
     # slows everything after it on the same instance.
-    Case("tcp_crr", tcp_crr, ("tcp_crr_rate", "tcp_crr_p99"), True),
+    Case(
+        "tcp_crr",
+        tcp_crr,
+        ("tcp_crr_rate", "tcp_crr_p99"),
+        True,
+        ("tcp_crr_cpu_us",),
+    ),
 )
 """In the order they run on one daemon instance."""
 

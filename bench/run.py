@@ -81,9 +81,15 @@ class ImplRun:
         self.running: Running | None = None
         self.ctx: cases.Ctx | None = None
         self.rss_trace: dict[str, float] = {}
-        self.all_metrics = [k for c in selected for k in c.metrics]
+        self.all_metrics = [k for c in selected for k in self.keys(c)]
         if impl.has_daemon:
             self.all_metrics += list(DERIVED)
+
+    def keys(self, case: cases.Case) -> tuple[str, ...]:
+        """The metrics ``case`` yields for this implementation."""
+        if self.impl.has_daemon:
+            return case.metrics + case.daemon_metrics
+        return case.metrics
 
     def tag(self) -> str:
         """``[impl MTU m]`` for progress lines."""
@@ -159,7 +165,7 @@ class ImplRun:
             return
         running = self.running
         if not running.alive():
-            self.fail(case.name, case.metrics, f"not run: {running.why_dead()}")
+            self.fail(case.name, self.keys(case), f"not run: {running.why_dead()}")
             return
         t0 = time.monotonic()
         try:
@@ -170,7 +176,7 @@ class ImplRun:
                 message += f" [{running.why_dead()}]"
             if self.args.verbose:
                 traceback.print_exc()
-            self.fail(case.name, case.metrics, message)
+            self.fail(case.name, self.keys(case), message)
             return
         self.res["metrics"].update(metrics)
         shown = ", ".join(

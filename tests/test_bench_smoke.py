@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""``python -m bench --quick`` runs to the end and writes its outputs, and
-``python -m bench.micro`` measures every operation.
+"""``python -m bench --quick`` runs to the end and writes its outputs,
+``python -m bench.micro`` measures every operation and ``python -m
+bench.floor`` every path.
 
 A smoke test: it fails only when the benchmark crashes or leaves out a
 result; no figure is checked (a case that fails is recorded, not fatal).
@@ -92,6 +93,14 @@ def test_bench_quick(tmp_path: Path) -> None:
         assert sorted(results) == sorted(ran)
         for res in results.values():
             assert set(res) >= {"metrics", "errors", "notes"}
+        for name in ("slirp4netns", "slirpy"):
+            metrics = results.get(name, {}).get("metrics", {})
+            for rate, cpu in (
+                ("tcp_rr_rate", "tcp_rr_cpu_us"),
+                ("tcp_crr_rate", "tcp_crr_cpu_us"),
+            ):
+                if rate in metrics:
+                    assert cpu in metrics, (name, sorted(metrics))
     assert png_path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert "| MTU 1500: metric |" in proc.stdout
 
@@ -131,3 +140,31 @@ def test_micro_benchmark_runs_every_operation() -> None:
     ]
     for line in proc.stdout.splitlines():
         assert float(line.split()[1]) > 0, line
+
+
+@pytest.mark.timeout(120)
+def test_floor_measures_every_path(tmp_path: Path) -> None:
+    """``python -m bench.floor``: a row per path, CPU for the relays it runs."""
+    reason = _unavailable()
+    if reason:
+        pytest.skip(reason)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.floor", "--seconds", "0.3"],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT), TMPDIR=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    rows = [line.split("|")[1:-1] for line in proc.stdout.splitlines()[2:]]
+    names = [row[0].strip() for row in rows]
+    expected = ["direct", "relay.py (uvloop)", "relay.py (asyncio)"]
+    if shutil.which("socat"):
+        expected.insert(1, "socat")
+    assert names == expected
+    for row in rows:
+        assert float(row[1].replace(" ", "")) > 0, row
+    for row in rows[-2:]:
+        assert float(row[4]) > 0, row
