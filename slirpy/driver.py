@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from slirpy.proxy.forward import HostForwarder, SocketFactory
-from slirpy.proxy.tcp import HostTCP, connect, warm_up_allocator
+from slirpy.proxy.tcp import HostTCP, connect, tune_allocator
 from slirpy.proxy.udp import HostPing, HostUDP
 from slirpy.stack.events import (
     Event,
@@ -93,7 +93,7 @@ class Driver:
         self.forwarder = HostForwarder(loop, stack, self.kick, self._tcp, ns_sockets)
 
     def start(self) -> None:
-        warm_up_allocator()
+        tune_allocator()
         os.set_blocking(self.tap_fd, False)
         self.loop.add_reader(self.tap_fd, self._tap_readable)
 
