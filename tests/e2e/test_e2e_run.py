@@ -40,7 +40,18 @@ pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("slirpy_only")]
 
 SIZE = 2 * 1024 * 1024
 
-CTRL_C = """\
+SIGNALS_AS_ON_A_TERMINAL = """\
+import signal
+# As in a terminal session, whoever started the test run: a run started in
+# the background (or under nohup) hands its children ignored SIGINT/SIGHUP,
+# which slirpy, like any launcher, passes on to the command.
+for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTERM):
+    signal.signal(sig, signal.SIG_DFL)
+"""
+
+CTRL_C = (
+    SIGNALS_AS_ON_A_TERMINAL
+    + """\
 import json, os, signal, subprocess, sys
 how, argv = sys.argv[1], sys.argv[2:]
 proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.PIPE, text=True)
@@ -52,6 +63,7 @@ else:
 rest = proc.stdout.read()
 print(json.dumps({"first": first, "rest": rest, "rc": proc.wait(30)}))
 """
+)
 """Runs slirpy in a process group of its own and signals it as a terminal would."""
 
 
@@ -332,7 +344,9 @@ def test_no_command_runs_a_shell(lab: Lab) -> None:
     assert " mtu 65520 " in result.stdout
 
 
-TERMINAL = """\
+TERMINAL = (
+    SIGNALS_AS_ON_A_TERMINAL
+    + """\
 import json, os, pty, select, sys, time
 pid, fd = pty.fork()
 if pid == 0:
@@ -371,6 +385,7 @@ else:
     os.waitpid(pid, 0)
 print(json.dumps({"rc": rc, "out": out.decode(errors="replace")}))
 """
+)
 """Runs slirpy on a terminal of its own, a shell inside, and types at it."""
 
 
