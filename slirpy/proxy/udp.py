@@ -43,7 +43,7 @@ _RECV_SIZE = 65536
 class HostUDP:
     """The host socket of one UDP flow, read with ``loop.add_reader``."""
 
-    __slots__ = ("_kick", "_loop", "_stack", "family", "flow", "sock")
+    __slots__ = ("_kick", "_loop", "_rearm_next", "_stack", "family", "flow", "sock")
 
     PROTO = 0
     """The socket's protocol for IPv4 (0: UDP) ..."""
@@ -64,6 +64,8 @@ class HostUDP:
         self._loop = loop
         self._kick = kick
         self.flow = flow
+        self._rearm_next = False
+        """A send took an error the loop may already have seen as POLLERR."""
         v6 = family == socket.AF_INET6
         self.family = family
         self.sock = socket.socket(
@@ -92,7 +94,11 @@ class HostUDP:
         except OSError as exc:
             # Most likely an earlier datagram's ICMP error, which the kernel
             # reports on the next send and then drops that datagram: relay
-            # the error and send again.
+            # the error and send again. If the loop polled the socket while
+            # that error was pending, uvloop will drop its watcher when it
+            # gets to it (see _rearm), though nothing is left to read: the
+            # reader watches again the next time it runs.
+            self._rearm_next = True
             self._errors(self._loop.time())
             try:
                 self.sock.sendto(data, dest)
@@ -103,6 +109,9 @@ class HostUDP:
         recv = self.sock.recvfrom
         stack = self._stack
         now = self._loop.time()
+        if self._rearm_next:
+            self._rearm_next = False
+            self._rearm()
         for _ in range(_RECV_BATCH):
             try:
                 data, peer = recv(_RECV_SIZE)
