@@ -224,31 +224,13 @@ def _peer(ctx: Ctx, mode: str, seconds: float) -> dict[str, Any]:
     server = ctx.lab.host.spawn_tool("peer", "--mode", mode, "--listen", "0.0.0.0:0")
     cpu0 = cpu1 = None
     try:
-        line = server.readline(15)
-        if not line.startswith("LISTEN "):
-            raise LabError(f"peer server said {line!r}")
-        port = int(line.split()[1])
+        port = server.listen_port()
         cpu0 = _daemon_cpu(ctx)
-        result = ctx.container.tool(
-            "peer",
-            "--mode",
-            mode,
-            "--connect",
-            f"{GATEWAY}:{port}",
-            "--duration",
-            f"{seconds:g}",
-            timeout=seconds + 20,
-        )
+        record = ctx.container.peer_client(mode, f"{GATEWAY}:{port}", seconds)
     finally:
         cpu1 = _daemon_cpu(ctx) if ctx.running.alive() else None
         server.kill()
         ctx.lab.untrack(server)
-    lines = [x for x in result.stdout.splitlines() if x.startswith("{")]
-    if not lines:
-        raise LabError(f"peer client gave no result: {result.describe()}")
-    record = dict(json.loads(lines[-1]))
-    if record.get("error"):
-        raise LabError(f"{mode}: {record['error']}")
     if cpu0 is not None and cpu1 is not None:
         record["daemon_cpu_s"] = cpu1 - cpu0
     ctx.details[mode] = record

@@ -19,7 +19,6 @@ above it is the daemon's own work per frame.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -30,30 +29,10 @@ from bench.lab import Lab, LabError, Proc, cpu_seconds
 from bench.report import DASH, TIMES
 
 
-def _listen_port(proc: Proc) -> int:
-    line = proc.readline(15)
-    if not line.startswith("LISTEN "):
-        raise LabError(f"{proc.name} said {line!r}")
-    return int(line.split()[1])
-
-
 def _client(lab: Lab, port: int, seconds: float) -> dict[str, Any]:
-    result = lab.host.tool(
-        "peer",
-        "--mode",
-        "tcp-rr",
-        "--connect",
-        f"127.0.0.1:{port}",
-        "--duration",
-        f"{seconds:g}",
-        timeout=seconds + 20,
-    )
-    lines = [x for x in result.stdout.splitlines() if x.startswith("{")]
-    if not lines:
-        raise LabError(f"peer client gave no result: {result.describe()}")
-    record = dict(json.loads(lines[-1]))
-    if record.get("error") or not record.get("count"):
-        raise LabError(f"peer client: {record.get('error') or 'no round trips'}")
+    record = lab.host.peer_client("tcp-rr", f"127.0.0.1:{port}", seconds)
+    if not record.get("count"):
+        raise LabError("peer client: no round trips")
     return record
 
 
@@ -81,7 +60,7 @@ def measure(seconds: float, root: Path) -> list[tuple[str, dict[str, Any]]]:
         server = lab.host.spawn_tool(
             "peer", "--mode", "tcp-rr", "--listen", "127.0.0.1:0"
         )
-        port = _listen_port(server)
+        port = server.listen_port()
         rows.append(("direct", _client(lab, port, seconds)))
         if shutil.which("socat"):
             relay_port = port + 1
@@ -107,7 +86,7 @@ def measure(seconds: float, root: Path) -> list[tuple[str, dict[str, Any]]]:
                 "--loop",
                 loop,
             )
-            relay_port = _listen_port(relay)
+            relay_port = relay.listen_port()
             record = _through(
                 lab, relay, relay_port, seconds, cpu_pid=relay.target_pid()
             )

@@ -20,6 +20,7 @@ which uses ``--kill-child`` and dies with the benchmark through
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import shlex
@@ -31,6 +32,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PYTHON = sys.executable
 TOOLS = Path(__file__).resolve().parent / "tools"
@@ -193,6 +195,14 @@ class Proc:
             raise LabError(f"{self.name}: exited early; {self.stderr_tail()}")
         return line.rstrip("\n")
 
+    def listen_port(self, timeout: float = 15.0) -> int:
+        """The port a bench tool names in the ``LISTEN <port>`` line it prints
+        once it is ready."""
+        line = self.readline(timeout)
+        if not line.startswith("LISTEN "):
+            raise LabError(f"{self.name} said {line!r}")
+        return int(line.split()[1])
+
     def stdout(self) -> str:
         """Everything read from stdout so far."""
         return "".join(self._stdout)
@@ -312,6 +322,27 @@ class Namespace:
         return self.run(
             [PYTHON, str(TOOLS / f"{name}.py"), *args], timeout=timeout, check=False
         )
+
+    def peer_client(self, mode: str, target: str, seconds: float) -> dict[str, Any]:
+        """Run ``tools/peer.py``'s client against ``target`` (``HOST:PORT``)
+        here for ``seconds``; its JSON record (``rate``, ``count``, ...)."""
+        result = self.tool(
+            "peer",
+            "--mode",
+            mode,
+            "--connect",
+            target,
+            "--duration",
+            f"{seconds:g}",
+            timeout=seconds + 20,
+        )
+        lines = [x for x in result.stdout.splitlines() if x.startswith("{")]
+        if not lines:
+            raise LabError(f"peer client gave no result: {result.describe()}")
+        record = dict(json.loads(lines[-1]))
+        if record.get("error"):
+            raise LabError(f"{mode}: {record['error']}")
+        return record
 
     def spawn_tool(self, name: str, *args: str) -> Proc:
         """Start ``bench/tools/NAME.py ARGS`` here in the background."""
