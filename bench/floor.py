@@ -28,6 +28,8 @@ from typing import Any
 from bench.lab import Lab, LabError, Proc, cpu_seconds
 from bench.report import DASH, TIMES
 
+_SOCAT_PORT = 7000
+
 
 def _client(lab: Lab, port: int, seconds: float) -> dict[str, Any]:
     record = lab.host.peer_client("tcp-rr", f"127.0.0.1:{port}", seconds)
@@ -63,7 +65,8 @@ def measure(seconds: float, root: Path) -> list[tuple[str, dict[str, Any]]]:
         port = server.listen_port()
         rows.append(("direct", _client(lab, port, seconds)))
         if shutil.which("socat"):
-            relay_port = port + 1
+            # Nothing else listens in the lab's fresh namespace.
+            relay_port = _SOCAT_PORT if port != _SOCAT_PORT else _SOCAT_PORT + 1
             socat = lab.host.spawn(
                 [
                     "socat",
