@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import uvloop
 
 from slirpy.proxy.splice import DEFAULT_PIPE_SIZE, SpliceRelay
 
@@ -39,18 +38,7 @@ CHUNK = MB
 IO_TIMEOUT = 30.0
 """Seconds any blocking socket call in a worker thread may wait."""
 SCENARIO_TIMEOUT = 120.0
-LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
-    "asyncio": asyncio.new_event_loop,
-    "uvloop": uvloop.new_event_loop,
-}
 T = TypeVar("T")
-
-
-@pytest.fixture(params=sorted(LOOPS))
-def loop(request: pytest.FixtureRequest) -> Iterator[asyncio.AbstractEventLoop]:
-    the_loop = LOOPS[request.param]()
-    yield the_loop
-    the_loop.close()
 
 
 def run(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:

@@ -23,16 +23,11 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-import uvloop
 
 from slirpy.proxy import tcp
 from slirpy.proxy.tcp import HostTCP, connect
 from slirpy.stack.stack import RejectReason, Stack
 
-LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
-    "asyncio": asyncio.new_event_loop,
-    "uvloop": uvloop.new_event_loop,
-}
 STEP_TIMEOUT = 20.0
 QUEUED = 32 << 20
 """More than the kernel buffers for a peer that does not read: the rest
@@ -73,13 +68,6 @@ class RecordingStack:
 
     def reject(self, flow: int, reason: RejectReason) -> None:
         self.calls.append(("reject", reason))
-
-
-@pytest.fixture(params=sorted(LOOPS))
-def loop(request: pytest.FixtureRequest) -> Iterator[asyncio.AbstractEventLoop]:
-    the_loop = LOOPS[request.param]()
-    yield the_loop
-    the_loop.close()
 
 
 @pytest.fixture

@@ -11,19 +11,11 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
 from typing import cast
-
-import pytest
-import uvloop
 
 from slirpy.proxy.udp import HostUDP
 from slirpy.stack.stack import Stack
 
-LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
-    "asyncio": asyncio.new_event_loop,
-    "uvloop": uvloop.new_event_loop,
-}
 FLOW = 3
 LOCALHOST = socket.inet_aton("127.0.0.1")
 
@@ -51,13 +43,6 @@ class RecordingStack:
         now: float,
     ) -> None:
         self.errors.append((port, icmp_type, icmp_code))
-
-
-@pytest.fixture(params=sorted(LOOPS))
-def loop(request: pytest.FixtureRequest) -> Iterator[asyncio.AbstractEventLoop]:
-    event_loop = LOOPS[request.param]()
-    yield event_loop
-    event_loop.close()
 
 
 def _closed_port() -> int:
